@@ -1,0 +1,33 @@
+# make run   - set up .venv and train the reference experiment on Fashion-MNIST
+# make test  - set up .venv and run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SHARED_DATA := $(abspath ../shared/datasets/fashion_mnist)
+# Offline: TFDS prepares Fashion-MNIST from the shared original files instead of downloading.
+export TFSOFTMAX_MANUAL_DIR ?= $(if $(wildcard $(SHARED_DATA)/*.gz),$(SHARED_DATA),)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: run test test-fast sweep board bench install
+$(BIN)/tfsoftmax: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/tfsoftmax
+
+run: install
+	$(BIN)/tfsoftmax run experiments/fashion_mnist.toml
+
+sweep: install
+	$(BIN)/tfsoftmax sweep experiments/fashion_mnist_sweep.toml
+
+board: install
+	$(BIN)/tfsoftmax board logs
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"

@@ -1,0 +1,395 @@
+"""Experiment configs: frozen dataclasses, one per TOML section, and the only place defaults live.
+
+Every default is D2L's reference value. A config is validated completely here, before TensorFlow is
+imported, so a bad file fails at once with one line naming the file, the key, the value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from tfsoftmax.errors import CONFIG_ERROR, TfsoftmaxError
+
+Check = Callable[[Any], bool]
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+MODEL_KINDS = ("keras", "scratch")
+LOSSES = ("stable", "naive")
+ALGORITHMS = ("random", "grid", "bayesian", "hyperband")
+SAMPLINGS = ("linear", "log", "reverse_log")
+_TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[A-Za-z0-9_.\-]+)?(:[0-9]+\.[0-9]+\.[0-9]+)?$")
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def _spec(default: Any, check: Check | None = None, allowed: str = "", doc: str = "") -> Any:
+    """A field with its check and the human description of what it allows."""
+    return field(default=default, metadata={"check": check, "allowed": allowed, "doc": doc})
+
+
+def _positive(v: float) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _at_least(n: int) -> Check:
+    return lambda v: v >= n
+
+
+def _choice(options: Sequence[str]) -> Check:
+    return lambda v: v in options
+
+
+def _name(v: str) -> bool:
+    return v == "" or _RUN_NAME.match(v) is not None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """[data]: which dataset, how it is split, batched and shuffled."""
+
+    dataset: str = _spec("fashion_mnist", lambda v: _TFDS_NAME.match(v) is not None,
+                         "a TFDS dataset name such as \"fashion_mnist\"")
+    batch_size: int = _spec(256, _at_least(1), "an integer >= 1")
+    validation_fraction: float = _spec(0.1, lambda v: 0 <= v < 1,
+                                       "a number in [0, 1); 0 validates on the test split, as D2L does")
+    shuffle_seed: int = _spec(0, _at_least(0), "an integer >= 0")
+    data_dir: str = _spec("", None, "a path; \"\" means TFDS's default (~/tensorflow_datasets)")
+    manual_dir: str = _spec("", None, "a path; \"\" means $TFSOFTMAX_MANUAL_DIR")
+    # D2L scales pixels to [0, 1]; false keeps 0..255, which makes the naive softmax overflow.
+    scale: bool = _spec(True, None, "true or false")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """[model]: D2L's softmax regression, Keras-built or from scratch."""
+
+    init_stddev: float = _spec(0.01, _positive, "a finite number > 0")
+    kind: str = _spec("keras", _choice(MODEL_KINDS), " | ".join(MODEL_KINDS))
+    loss: str = _spec("stable", _choice(LOSSES), " | ".join(LOSSES))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """[train]: the optimiser and how long to train."""
+
+    optimizer: str = _spec("sgd", _choice(OPTIMIZERS), " | ".join(OPTIMIZERS))
+    lr: float = _spec(0.1, _positive, "a finite number > 0")
+    momentum: float = _spec(0.9, lambda v: 0 <= v < 1, "a number in [0, 1), used by optimizer \"momentum\"")
+    epochs: int = _spec(10, _at_least(1), "an integer >= 1")
+    seed: int = _spec(0, _at_least(0), "an integer >= 0")
+    # Steps run per call into the compiled graph: fewer Python round trips, same arithmetic.
+    steps_per_execution: int = _spec(1, _at_least(1), "an integer >= 1")
+    jit_compile: bool = _spec(False, None, "true or false")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """[logging]: where the run directory goes and what TensorBoard gets."""
+
+    root: str = _spec("logs", lambda v: v != "", "a non-empty path")
+    experiment: str = _spec("", _name, "letters, digits, '_', '.', '-'; \"\" means the config file's name")
+    run_name: str = _spec("", _name, "letters, digits, '_', '.', '-'; \"\" means a timestamp")
+    num_images: int = _spec(18, _at_least(0), "an integer >= 0 (test images in the prediction grid)")
+    histograms: bool = _spec(True, None, "true or false")
+
+
+@dataclass(frozen=True)
+class SpaceEntry:
+    """One config key opened to the search: a numeric range or a list of values."""
+
+    key: str
+    values: tuple[Any, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    sampling: str = "linear"
+    step: float | None = None
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """[sweep]: the keras-tuner search; the space is [sweep.space]."""
+
+    algorithm: str = _spec("random", _choice(ALGORITHMS), " | ".join(ALGORITHMS))
+    max_trials: int = _spec(10, _at_least(1), "an integer >= 1")
+    objective: str = _spec("val_accuracy", lambda v: re.match(r"^(val_)?[a-z_]+$", v) is not None,
+                           "a logged metric such as \"val_accuracy\" or \"val_loss\"")
+    executions_per_trial: int = _spec(1, _at_least(1), "an integer >= 1")
+    epochs: int = _spec(0, _at_least(0), "an integer >= 0; 0 means train.epochs")
+    seed: int = _spec(0, _at_least(0), "an integer >= 0")
+    space: tuple[SpaceEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole experiment; `source` says where it came from, for error messages."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+    def get(self, dotted: str) -> Any:
+        """The value of `section.key`."""
+        section, key = dotted.split(".", 1)
+        return getattr(getattr(self, section), key)
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+            "logging": LoggingConfig, "sweep": SweepConfig}
+
+
+def _fail(source: str, message: str) -> TfsoftmaxError:
+    return TfsoftmaxError(f"{source}: {message}", CONFIG_ERROR)
+
+
+def _suggest(name: str, options: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _toml_repr(value: Any) -> str:
+    """The value as TOML would write it, for messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else
+                                                          ("inf" if value > 0 else "-inf"))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_repr(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_repr(v)}" for k, v in value.items()) + " }"
+    return repr(value)
+
+
+def _toml_key(key: str) -> str:
+    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else f'"{key}"'
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _coerce(value: Any, kind: type) -> tuple[bool, Any]:
+    """Strict typing: no bool for numbers, no float for an int; an int is a fine float."""
+    if kind is bool:
+        return isinstance(value, bool), value
+    if isinstance(value, bool):
+        return False, value
+    if kind is float and isinstance(value, int):
+        return True, float(value)
+    return isinstance(value, kind), value
+
+
+def check_value(section: str, name: str, value: Any, source: str) -> Any:
+    """Type-check and range-check one value of `section.name`; return it coerced to the field's type."""
+    cls = SECTIONS[section]
+    spec = {f.name: f for f in dataclasses.fields(cls)}[name]
+    kind = typing.get_type_hints(cls)[name]
+    ok, value = _coerce(value, kind)
+    allowed = spec.metadata["allowed"] or _TYPE_NAMES[kind]
+    if not ok:
+        raise _fail(source, f"{section}.{name}: expected {_TYPE_NAMES[kind]}, got {_toml_repr(value)} "
+                            f"({type(value).__name__}); allowed: {allowed}")
+    check = spec.metadata["check"]
+    if check is not None and not check(value):
+        raise _fail(source, f"{section}.{name}: got {_toml_repr(value)}; allowed: {allowed}")
+    return value
+
+
+def _tunable_keys() -> list[str]:
+    return [f"{s}.{f.name}" for s, cls in SECTIONS.items() if s != "sweep"
+            for f in dataclasses.fields(cls)
+            if typing.get_type_hints(cls)[f.name] in (int, float, str, bool)]
+
+
+def _parse_space_entry(key: str, raw: Any, source: str) -> SpaceEntry:
+    where = f"sweep.space.\"{key}\""
+    tunable = _tunable_keys()
+    if key not in tunable or key.startswith("logging."):
+        raise _fail(source, f"{where}: not a config key that can be swept{_suggest(key, tunable)}; "
+                            "allowed: a [data], [model] or [train] key such as \"train.lr\"")
+    if not isinstance(raw, dict):
+        raise _fail(source, f"{where}: expected a table like {{ min = 0.001, max = 1.0, sampling = \"log\" }} "
+                            f"or {{ values = [...] }}, got {_toml_repr(raw)}")
+    section, name = key.split(".")
+    kind = typing.get_type_hints(SECTIONS[section])[name]
+    unknown = set(raw) - {"values", "min", "max", "sampling", "step"}
+    if unknown:
+        raise _fail(source, f"{where}: unknown field '{sorted(unknown)[0]}'; allowed: values, min, max, "
+                            "sampling, step")
+    if "values" in raw:
+        if set(raw) != {"values"}:
+            raise _fail(source, f"{where}: give either values or min/max, not both")
+        values = raw["values"]
+        if not isinstance(values, list) or not values:
+            raise _fail(source, f"{where}.values: expected a non-empty list, got {_toml_repr(values)}")
+        checked = tuple(check_value(section, name, v, f"{source}: {where}") for v in values)
+        if len(set(checked)) != len(checked):
+            raise _fail(source, f"{where}.values: repeated value in {_toml_repr(values)}")
+        return SpaceEntry(key=key, values=checked)
+    if kind not in (int, float):
+        raise _fail(source, f"{where}: {key} is {_TYPE_NAMES[kind]}, so it takes {{ values = [...] }}, "
+                            "not a range")
+    if "min" not in raw or "max" not in raw:
+        raise _fail(source, f"{where}: a range needs both min and max")
+    low = check_value(section, name, raw["min"], f"{source}: {where}.min")
+    high = check_value(section, name, raw["max"], f"{source}: {where}.max")
+    if not low < high:
+        raise _fail(source, f"{where}: empty range, min {_toml_repr(low)} must be < max {_toml_repr(high)}")
+    sampling = raw.get("sampling", "linear")
+    if sampling not in SAMPLINGS:
+        raise _fail(source, f"{where}.sampling: got {_toml_repr(sampling)}; allowed: {' | '.join(SAMPLINGS)}")
+    if sampling != "linear" and low <= 0:
+        raise _fail(source, f"{where}: {sampling} sampling needs min > 0, got {_toml_repr(low)}")
+    step = raw.get("step")
+    if step is not None:
+        ok, step = _coerce(step, kind)
+        if not ok or not step > 0:
+            raise _fail(source, f"{where}.step: got {_toml_repr(raw['step'])}; allowed: "
+                                f"{_TYPE_NAMES[kind]} > 0")
+    return SpaceEntry(key=key, min=low, max=high, sampling=sampling, step=step)
+
+
+def _build_section(section: str, raw: Any, source: str) -> Any:
+    cls = SECTIONS[section]
+    if not isinstance(raw, dict):
+        raise _fail(source, f"[{section}]: expected a table, got {_toml_repr(raw)}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in names:
+            raise _fail(source, f"{section}.{name}: unknown key{_suggest(name, names)}; "
+                                f"allowed: {', '.join(names)}")
+        if section == "sweep" and name == "space":
+            if not isinstance(value, dict):
+                raise _fail(source, f"[sweep.space]: expected a table, got {_toml_repr(value)}")
+            values[name] = tuple(_parse_space_entry(k, v, source) for k, v in value.items())
+        else:
+            values[name] = check_value(section, name, value, source)
+    return cls(**values)
+
+
+def from_dict(raw: Mapping[str, Any], source: str) -> Config:
+    """Validate a parsed TOML document into a Config."""
+    for section in raw:
+        if section not in SECTIONS:
+            raise _fail(source, f"[{section}]: unknown section{_suggest(section, list(SECTIONS))}; "
+                                f"allowed: {', '.join(SECTIONS)}")
+    return Config(**{s: _build_section(s, raw[s], source) for s in raw})
+
+
+def to_dict(config: Config) -> dict[str, dict[str, Any]]:
+    """Plain nested dicts, as the TOML file would hold them."""
+    out: dict[str, dict[str, Any]] = {}
+    for section in SECTIONS:
+        part = dataclasses.asdict(getattr(config, section))
+        if section == "sweep":
+            part["space"] = {e.key: _space_entry_dict(e) for e in config.sweep.space}
+        out[section] = part
+    return out
+
+
+def _space_entry_dict(entry: SpaceEntry) -> dict[str, Any]:
+    if entry.values:
+        return {"values": list(entry.values)}
+    d: dict[str, Any] = {"min": entry.min, "max": entry.max, "sampling": entry.sampling}
+    if entry.step is not None:
+        d["step"] = entry.step
+    return d
+
+
+def to_toml(config: Config, header: str = "") -> str:
+    """The complete config as a TOML file that `load_config` reads back to an equal Config."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for section, values in to_dict(config).items():
+        space = values.pop("space", None)
+        lines += ["", f"[{section}]"] + [f"{k} = {_toml_repr(v)}" for k, v in values.items()]
+        if space:
+            lines += ["", f"[{section}.space]"] + [f"{_toml_key(k)} = {_toml_repr(v)}" for k, v in space.items()]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`section.key=value` -> (path, value); the value is read as TOML, else taken as a bare string."""
+    source = f"--set {text}"
+    path, sep, raw = text.partition("=")
+    parts = path.strip().split(".")
+    if not sep or len(parts) < 2 or not all(parts):
+        raise _fail(source, "expected section.key=value, e.g. train.lr=0.3")
+    if parts[:2] == ["sweep", "space"]:
+        parts = parts[:2] + [".".join(parts[2:])] if len(parts) > 2 else parts
+    elif len(parts) != 2:
+        raise _fail(source, f"'{path}' is not section.key; allowed sections: {', '.join(SECTIONS)}")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return parts, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply `--set` strings to a parsed TOML document (a new dict), checking each as it is set."""
+    merged = {s: dict(v) if isinstance(v, dict) else v for s, v in raw.items()}
+    for text in overrides:
+        parts, value = parse_override(text)
+        section = merged.setdefault(parts[0], {})
+        if not isinstance(section, dict):
+            raise _fail(f"--set {text}", f"[{parts[0]}] is not a table")
+        if len(parts) == 3:
+            space = section.setdefault("space", {})
+            section["space"] = {**space, parts[2]: value} if parts[2] else value
+        else:
+            section[parts[1]] = value
+        from_dict({parts[0]: section}, f"--set {text}")
+    return merged
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Read, override and validate an experiment file; the experiment is named after the file if unset.
+
+    Args:
+        path: a TOML experiment file.
+        overrides: `section.key=value` strings, each value parsed as TOML.
+
+    Returns:
+        The frozen, validated Config.
+
+    Raises:
+        TfsoftmaxError: exit code 2, one line naming the file, key, value and what is allowed.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _fail(str(path), "no such config file") from None
+    except IsADirectoryError:
+        raise _fail(str(path), "is a directory, not a config file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise _fail(str(path), f"cannot read config file: {e}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise _fail(str(path), f"invalid TOML: {e}") from None
+    config = from_dict(apply_overrides(raw, overrides), str(path))
+    if config.logging.experiment == "":
+        name = re.sub(r"[^A-Za-z0-9_.\-]", "_", path.stem)
+        config = dataclasses.replace(config, logging=dataclasses.replace(config.logging, experiment=name))
+    return config
+
+
+def override(config: Config, overrides: Mapping[str, Any] | Sequence[str]) -> Config:
+    """A new Config with keys replaced, validated as `--set` would be; for notebooks and sweeps."""
+    texts = [f"{k}={_toml_repr(v)}" for k, v in overrides.items()] if isinstance(overrides, Mapping) \
+        else list(overrides)
+    return from_dict(apply_overrides(to_dict(config), texts), "override")

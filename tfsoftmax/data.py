@@ -1,0 +1,239 @@
+"""Data: TFDS loading (offline via the manual directory), a decoded-array cache, splits, tf.data pipelines.
+
+Decoding a prepared TFDS split costs seconds, so the decoded arrays are cached on disk beside TFDS's copy
+and held in memory once per process. Pipelines shuffle indices and gather batches from in-memory tensors:
+images are never decoded or copied through a shuffle buffer again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import fcntl
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+
+from tfsoftmax.config import DataConfig
+from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.files import atomic_write
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+MANUAL_DIR_ENV = "TFSOFTMAX_MANUAL_DIR"
+CACHE_NAME = "tfsoftmax-arrays.npz"
+EVAL_BATCH = 2048  # evaluation has no gradient: big batches cost little and mean few steps.
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A whole TFDS image-classification dataset, decoded, with what the model and the record need."""
+
+    name: str
+    version: str
+    checksum: str
+    class_names: tuple[str, ...]
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train, validation and test arrays; images already float32 and scaled as configured."""
+
+    train: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray]
+    test: tuple[np.ndarray, np.ndarray]
+    val_is_test: bool
+
+
+_LOADED: dict[tuple[str, str, str], Dataset] = {}
+
+
+def manual_dir(cfg: DataConfig) -> str:
+    """The manual download directory: the config's, else the environment's, else none."""
+    return cfg.manual_dir or os.environ.get(MANUAL_DIR_ENV, "")
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """The decoded dataset, prepared from the manual directory if needed; loaded once per process."""
+    key = (cfg.dataset, cfg.data_dir, manual_dir(cfg))
+    if key not in _LOADED:
+        _LOADED[key] = _load(cfg)
+    return _LOADED[key]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_manual_dir(builder: object, folder: str) -> None:
+    """Check every file TFDS will read from the manual directory against TFDS's registered checksums."""
+    for info in (getattr(builder, "url_infos", None) or {}).values():
+        path = Path(folder) / info.filename
+        if not path.is_file():
+            raise TfsoftmaxError(f"data.manual_dir: {path}: missing; expected the original file "
+                                 f"(sha256 {info.checksum})", RUNTIME_ERROR)
+        got = _sha256(path)
+        if got != info.checksum:
+            raise TfsoftmaxError(f"data.manual_dir: {path}: corrupt or wrong file: sha256 {got}, "
+                                 f"expected {info.checksum}", RUNTIME_ERROR)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive lock file, so two processes never prepare or cache the same dataset at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _builder(cfg: DataConfig):  # noqa: ANN202 (a tfds builder; typing it would import TFDS)
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(cfg.dataset, data_dir=cfg.data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError:
+        close = difflib.get_close_matches(cfg.dataset.split(":")[0], tfds.list_builders(), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise TfsoftmaxError(f"data.dataset: unknown TFDS dataset '{cfg.dataset}'{hint}; allowed: a TFDS "
+                             "image-classification dataset with 'image' and 'label' features", CONFIG_ERROR) from None
+    features = builder.info.features
+    if "image" not in features or "label" not in features or not hasattr(features["label"], "names"):
+        raise TfsoftmaxError(f"data.dataset: '{cfg.dataset}' has features {sorted(features)}; allowed: a "
+                             "dataset with an 'image' feature and a class 'label' feature", CONFIG_ERROR)
+    if "train" not in builder.info.splits or "test" not in builder.info.splits:
+        raise TfsoftmaxError(f"data.dataset: '{cfg.dataset}' has splits {sorted(builder.info.splits)}; "
+                             "allowed: a dataset with 'train' and 'test' splits", CONFIG_ERROR)
+    return builder
+
+
+def _prepare(builder, folder: str) -> None:  # noqa: ANN001
+    import tensorflow_datasets as tfds
+
+    if builder.is_prepared():
+        return
+    if not folder:
+        raise TfsoftmaxError(f"data.manual_dir: '{builder.name}' is not prepared in {builder.data_dir} and "
+                             f"this machine cannot download it; set data.manual_dir or ${MANUAL_DIR_ENV} to a "
+                             "folder holding its original files", RUNTIME_ERROR)
+    if not Path(folder).is_dir():
+        raise TfsoftmaxError(f"data.manual_dir: {folder}: no such folder", RUNTIME_ERROR)
+    verify_manual_dir(builder, folder)
+    try:
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=folder))
+    except Exception as e:  # TFDS raises many kinds; the user needs the one line, not the type.
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TfsoftmaxError(f"data: preparing '{builder.name}' from {folder} failed: {message}",
+                             RUNTIME_ERROR) from None
+
+
+def _decode(builder) -> dict[str, np.ndarray]:  # noqa: ANN001
+    import tensorflow_datasets as tfds
+
+    arrays = {}
+    for split in ("train", "test"):
+        batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+        arrays[f"{split}_x"] = np.asarray(batch["image"], dtype=np.uint8)
+        arrays[f"{split}_y"] = np.asarray(batch["label"], dtype=np.int32)
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        digest.update(arrays[name].tobytes())
+    arrays["checksum"] = np.array(digest.hexdigest())
+    return arrays
+
+
+def _load(cfg: DataConfig) -> Dataset:
+    builder = _builder(cfg)
+    cache = Path(builder.data_dir) / CACHE_NAME
+    with _lock(Path(builder.data_dir).parent / f".{builder.info.version}.tfsoftmax.lock"):
+        if not cache.is_file():
+            _prepare(builder, manual_dir(cfg))
+            arrays = _decode(builder)
+            atomic_write(cache, lambda f: np.savez(f, **arrays))
+    try:
+        with np.load(cache) as stored:
+            arrays = {k: stored[k] for k in stored.files}
+    except (OSError, ValueError, KeyError) as e:
+        raise TfsoftmaxError(f"data: decoded-array cache {cache} is unreadable ({e}); delete it to rebuild",
+                             RUNTIME_ERROR) from None
+    return Dataset(name=builder.name, version=str(builder.info.version), checksum=str(arrays["checksum"]),
+                   class_names=tuple(builder.info.features["label"].names),
+                   train_x=arrays["train_x"], train_y=arrays["train_y"],
+                   test_x=arrays["test_x"], test_y=arrays["test_y"])
+
+
+def preprocess(images: np.ndarray, scale: bool) -> np.ndarray:
+    """float32 once, up front, so no batch pays for it; scaled to [0, 1] unless the config says not."""
+    out = images.astype(np.float32)
+    if scale:
+        out /= 255.0
+    return out
+
+
+def split(dataset: Dataset, cfg: DataConfig) -> Splits:
+    """Carve the validation split from train with `shuffle_seed`; fraction 0 validates on test (D2L)."""
+    train_x = preprocess(dataset.train_x, cfg.scale)
+    test = (preprocess(dataset.test_x, cfg.scale), dataset.test_y)
+    if cfg.validation_fraction == 0:
+        return Splits(train=(train_x, dataset.train_y), val=test, test=test, val_is_test=True)
+    order = np.random.default_rng(cfg.shuffle_seed).permutation(len(train_x))
+    n_val = max(1, round(len(train_x) * cfg.validation_fraction))
+    val, train = order[:n_val], order[n_val:]
+    return Splits(train=(train_x[train], dataset.train_y[train]), val=(train_x[val], dataset.train_y[val]),
+                  test=test, val_is_test=False)
+
+
+def merged_train(splits: Splits) -> Splits:
+    """Train on train+validation (a final refit); validation becomes the test split."""
+    if splits.val_is_test:
+        return splits
+    x = np.concatenate([splits.train[0], splits.val[0]])
+    y = np.concatenate([splits.train[1], splits.val[1]])
+    return dataclasses.replace(splits, train=(x, y), val=splits.test, val_is_test=True)
+
+
+def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Batches reshuffled every epoch from `seed`: shuffle indices, gather rows from in-memory tensors."""
+    import tensorflow as tf
+
+    images, labels = tf.constant(x), tf.constant(y)
+    return (tf.data.Dataset.range(len(x))
+            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size)
+            .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)), num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def eval_batches(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
+    """Unshuffled large batches for evaluation."""
+    import tensorflow as tf
+
+    images, labels = tf.constant(x), tf.constant(y)
+    return (tf.data.Dataset.range(len(x)).batch(EVAL_BATCH)
+            .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
+            .prefetch(tf.data.AUTOTUNE))

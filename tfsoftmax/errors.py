@@ -1,0 +1,17 @@
+"""The package's one exception type."""
+
+from __future__ import annotations
+
+CONFIG_ERROR = 2
+"""Exit code for anything wrong in a config file, an override or an argument (argparse uses 2 too)."""
+
+RUNTIME_ERROR = 1
+"""Exit code for expected failures while working: missing data files, a diverged run."""
+
+
+class TfsoftmaxError(Exception):
+    """An error the user can act on; `cli.main` prints it on one line and exits with `exit_code`."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -1,0 +1,50 @@
+"""The one place a model is built, for runs and sweeps alike: D2L's softmax regression."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tfsoftmax.config import ModelConfig, TrainConfig
+
+if TYPE_CHECKING:
+    import keras
+
+
+def make_optimizer(train: TrainConfig) -> keras.optimizers.Optimizer:
+    """The optimiser named by the config."""
+    import keras
+
+    if train.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=train.lr)
+    momentum = train.momentum if train.optimizer == "momentum" else 0.0
+    return keras.optimizers.SGD(learning_rate=train.lr, momentum=momentum)
+
+
+def build_model(image_shape: tuple[int, ...], num_classes: int, model_cfg: ModelConfig,
+                train: TrainConfig) -> keras.Model:
+    """Flatten + Dense(num_classes), weights N(0, init_stddev), zero biases, compiled for `fit`.
+
+    The Dense layer outputs logits and the loss takes `from_logits=True`: Keras then uses log-sum-exp
+    instead of a softmax followed by a log, which is D2L's cure for the naive softmax's overflow.
+    """
+    import keras
+
+    if model_cfg.kind == "scratch":
+        from tfsoftmax.scratch import ScratchSoftmax
+
+        model: keras.Model = ScratchSoftmax(image_shape, num_classes, model_cfg, train)
+    else:
+        model = keras.Sequential([
+            keras.Input(shape=image_shape),
+            keras.layers.Flatten(),
+            keras.layers.Dense(num_classes,
+                               kernel_initializer=keras.initializers.RandomNormal(
+                                   mean=0.0, stddev=model_cfg.init_stddev, seed=train.seed),
+                               bias_initializer="zeros"),
+        ], name="softmax_regression")
+    model.compile(optimizer=make_optimizer(train),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"],
+                  steps_per_execution=train.steps_per_execution,
+                  jit_compile=train.jit_compile)
+    return model

@@ -1,0 +1,217 @@
+"""One training run: run directory, callbacks, `model.fit`, final evaluation and the record on disk."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tfsoftmax import data as data_lib
+from tfsoftmax.config import Config, to_toml
+from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.files import write_json, write_text
+
+if TYPE_CHECKING:
+    import keras
+
+INTERRUPTED_EXIT = 130  # the shell's code for a process ended by Ctrl-C
+
+
+@dataclass
+class RunResult:
+    """What a finished run returns to the CLI and to notebooks."""
+
+    run_dir: Path
+    status: str
+    history: dict[str, list[float]]
+    test: dict[str, float]
+    wall_time_s: float
+    model: keras.Model | None = None
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and TensorFlow seeds plus deterministic ops: same config, same numbers."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def make_run_dir(config: Config) -> Path:
+    """A new `<root>/<experiment>/<run>` folder; a taken name gets a suffix, never reuses a folder."""
+    parent = Path(config.logging.root) / config.logging.experiment
+    base = config.logging.run_name or time.strftime("%Y%m%d-%H%M%S")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            run_dir = parent / (base if n == 1 else f"{base}-{n}")
+            try:
+                run_dir.mkdir()  # atomic: two processes can never both get the same folder
+                return run_dir
+            except FileExistsError:
+                continue
+    except OSError as e:
+        raise TfsoftmaxError(f"logging.root: cannot create a run folder in {parent}: {e.strerror}",
+                             RUNTIME_ERROR) from None
+    raise TfsoftmaxError(f"logging.root: {parent} holds too many runs named {base}", RUNTIME_ERROR)
+
+
+def environment(dataset: data_lib.Dataset, manual_dir: str) -> dict[str, Any]:
+    """Versions and data identity, so a result can be traced back."""
+    import platform
+
+    import keras
+    import tensorflow as tf
+
+    from tfsoftmax import __version__
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "tfsoftmax": __version__, "platform": platform.platform(),
+            "dataset": {"name": dataset.name, "version": dataset.version, "sha256": dataset.checksum,
+                        "manual_dir": manual_dir,
+                        "train_examples": int(len(dataset.train_y)), "test_examples": int(len(dataset.test_y))}}
+
+
+def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]:
+    import keras
+
+    class EpochStats(keras.callbacks.Callback):
+        """Adds wall time and throughput to each epoch's logs, which TensorBoard and History then record."""
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            seconds = time.perf_counter() - self.start
+            if logs is not None:
+                logs["time_s"] = seconds
+                logs["examples_per_second"] = n_train / seconds
+
+    class RunRecord(keras.callbacks.Callback):
+        """Stops at the first non-finite loss and keeps metrics.json current after every epoch."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.history: dict[str, list[float]] = {}
+            self.status = "running"
+            self.divergence: dict[str, Any] | None = None
+            self.epoch = 0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)) and self.divergence is None:
+                self.divergence = {"epoch": self.epoch + 1, "batch": batch + 1,
+                                   "reason": f"training loss became {float(loss)} at epoch {self.epoch + 1}, "
+                                             f"batch {batch + 1}"}
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if self.divergence is not None:
+                return  # the half-epoch that diverged is not a finished epoch
+            for key, value in (logs or {}).items():
+                self.history.setdefault(key, []).append(float(value))
+            self.write(status="running")
+
+        def write(self, status: str, test: dict[str, float] | None = None, wall_time_s: float | None = None,
+                  **extra: Any) -> None:
+            self.status = status
+            record = {"status": status, "epochs_completed": len(self.history.get("loss", [])),
+                      "epochs_planned": epochs, "history": self.history, "test": test,
+                      "wall_time_s": wall_time_s, **extra}
+            if self.divergence is not None:
+                record["divergence"] = self.divergence
+            write_json(run_dir / "metrics.json", record)
+
+    return EpochStats(), RunRecord()
+
+
+def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Path,
+        callbacks: list, epochs: int, **fit_kwargs: Any) -> Any:
+    """`model.fit` with the record and timing callbacks ahead of `callbacks`; returns the record."""
+    stats, record = _make_callbacks(len(splits.train[1]), run_dir, epochs)
+    train_ds = data_lib.train_batches(*splits.train, config.data.batch_size, config.train.seed)
+    val_ds = data_lib.eval_batches(*splits.val)
+    verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, one line per epoch in logs
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,
+                  callbacks=[stats, record, *callbacks], **fit_kwargs)
+    except KeyboardInterrupt:
+        record.write(status="interrupted")
+        raise TfsoftmaxError(f"interrupted after {len(record.history.get('loss', []))} finished epoch(s); "
+                             f"the record so far is in {run_dir}", INTERRUPTED_EXIT) from None
+    return record
+
+
+def tensorboard_callback(log_dir: Path, config: Config) -> keras.callbacks.Callback:
+    """Keras' own TensorBoard writer: per-epoch scalars (learning rate included) and weight histograms."""
+    import keras
+
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=int(config.logging.histograms),
+                                       write_graph=False, profile_batch=0)
+
+
+def save_model(model: keras.Model, run_dir: Path) -> None:
+    """Save beside, then rename: a crash never leaves a half-written model.keras."""
+    tmp = run_dir / ".model.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, run_dir / "model.keras")
+
+
+def finish(model: keras.Model, record: Any, splits: data_lib.Splits, dataset: data_lib.Dataset,
+           config: Config, run_dir: Path, started: float) -> RunResult:
+    """Evaluate on test (unless diverged), write the TensorBoard report, the model and metrics.json."""
+    from tfsoftmax import report
+
+    test: dict[str, float] = {}
+    status = "diverged" if record.divergence is not None else "completed"
+    if status == "completed":
+        scores = model.evaluate(data_lib.eval_batches(*splits.test), verbose=0, return_dict=True)
+        test = {"loss": float(scores["loss"]), "accuracy": float(scores["accuracy"])}
+    report.write_report(run_dir, model, splits.test, dataset.class_names, config, test,
+                        step=len(record.history.get("loss", [])))
+    save_model(model, run_dir)
+    wall = time.perf_counter() - started
+    record.write(status=status, test=test or None, wall_time_s=wall)
+    return RunResult(run_dir=run_dir, status=status, history=record.history, test=test, wall_time_s=wall,
+                     model=model)
+
+
+def write_run_files(run_dir: Path, config: Config, dataset: data_lib.Dataset) -> None:
+    """The exact config (re-runnable as is) and the environment, before training starts."""
+    header = f"Resolved config of run {run_dir}.\nRe-run with: tfsoftmax run {run_dir / 'config.toml'}"
+    write_text(run_dir / "config.toml", to_toml(config, header))
+    write_json(run_dir / "environment.json", environment(dataset, data_lib.manual_dir(config.data)))
+
+
+def run(config: Config) -> RunResult:
+    """Train one experiment end to end and leave its run directory.
+
+    Args:
+        config: a validated Config (see `load_config`).
+
+    Returns:
+        RunResult with the run directory, status ("completed" or "diverged"), per-epoch history, test
+        metrics and the model.
+
+    Raises:
+        TfsoftmaxError: missing data, an unwritable log root, or Ctrl-C (after the record is written).
+    """
+    started = time.perf_counter()
+    dataset = data_lib.load_dataset(config.data)
+    splits = data_lib.split(dataset, config.data)
+    run_dir = make_run_dir(config)
+    write_run_files(run_dir, config, dataset)
+    seed_everything(config.train.seed)
+    from tfsoftmax.model import build_model
+
+    model = build_model(dataset.image_shape, dataset.num_classes, config.model, config.train)
+    record = fit(model, splits, config, run_dir, [tensorboard_callback(run_dir, config)], config.train.epochs)
+    return finish(model, record, splits, dataset, config, run_dir, started)
