@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SHARED_DATA := $(abspath ../shared/datasets/fashion_mnist)
 # Offline: TFDS prepares Fashion-MNIST from the shared original files instead of downloading.
 export TFSOFTMAX_MANUAL_DIR ?= $(if $(wildcard $(SHARED_DATA)/*.gz),$(SHARED_DATA),)
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: run test test-fast sweep board bench install
 $(BIN)/tfsoftmax: setup.cfg pyproject.toml

@@ -126,9 +126,6 @@ def _builder(cfg: DataConfig):  # noqa: ANN202 (a tfds builder; typing it would 
     if "image" not in features or "label" not in features or not hasattr(features["label"], "names"):
         raise TfsoftmaxError(f"data.dataset: '{cfg.dataset}' has features {sorted(features)}; allowed: a "
                              "dataset with an 'image' feature and a class 'label' feature", CONFIG_ERROR)
-    if "train" not in builder.info.splits or "test" not in builder.info.splits:
-        raise TfsoftmaxError(f"data.dataset: '{cfg.dataset}' has splits {sorted(builder.info.splits)}; "
-                             "allowed: a dataset with 'train' and 'test' splits", CONFIG_ERROR)
     return builder
 
 
@@ -155,6 +152,9 @@ def _prepare(builder, folder: str) -> None:  # noqa: ANN001
 def _decode(builder) -> dict[str, np.ndarray]:  # noqa: ANN001
     import tensorflow_datasets as tfds
 
+    if "train" not in builder.info.splits or "test" not in builder.info.splits:
+        raise TfsoftmaxError(f"data.dataset: '{builder.name}' has splits {sorted(builder.info.splits)}; "
+                             "allowed: a dataset with 'train' and 'test' splits", CONFIG_ERROR)
     arrays = {}
     for split in ("train", "test"):
         batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
@@ -225,7 +225,7 @@ def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> t
     return (tf.data.Dataset.range(len(x))
             .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
             .batch(batch_size)
-            .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)), num_parallel_calls=tf.data.AUTOTUNE)
+            .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
             .prefetch(tf.data.AUTOTUNE))
 
 

@@ -30,7 +30,8 @@ class RunResult:
     history: dict[str, list[float]]
     test: dict[str, float]
     wall_time_s: float
-    model: keras.Model | None = None
+    model: keras.Model
+    divergence: dict[str, Any] | None
 
 
 def seed_everything(seed: int) -> None:
@@ -81,7 +82,7 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
     import keras
 
     class EpochStats(keras.callbacks.Callback):
-        """Adds wall time and throughput to each epoch's logs, which TensorBoard and History then record."""
+        """Adds learning rate, wall time and throughput to each epoch's logs, for TensorBoard and History."""
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.start = time.perf_counter()
@@ -89,6 +90,7 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             seconds = time.perf_counter() - self.start
             if logs is not None:
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
                 logs["time_s"] = seconds
                 logs["examples_per_second"] = n_train / seconds
 
@@ -141,7 +143,7 @@ def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Pa
     val_ds = data_lib.eval_batches(*splits.val)
     verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, one line per epoch in logs
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, shuffle=False,
                   callbacks=[stats, record, *callbacks], **fit_kwargs)
     except KeyboardInterrupt:
         record.write(status="interrupted")
@@ -181,7 +183,7 @@ def finish(model: keras.Model, record: Any, splits: data_lib.Splits, dataset: da
     wall = time.perf_counter() - started
     record.write(status=status, test=test or None, wall_time_s=wall)
     return RunResult(run_dir=run_dir, status=status, history=record.history, test=test, wall_time_s=wall,
-                     model=model)
+                     model=model, divergence=record.divergence)
 
 
 def write_run_files(run_dir: Path, config: Config, dataset: data_lib.Dataset) -> None:

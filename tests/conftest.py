@@ -1,0 +1,145 @@
+"""Shared fixtures: seeds, a tiny generated dataset behind the real loader, a TensorBoard client."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_FASHION = ROOT.parent / "shared" / "datasets" / "fashion_mnist"
+TINY_TRAIN, TINY_TEST = 120, 40
+
+
+def write_tiny_cache(data_dir: Path, train: int = TINY_TRAIN, test: int = TINY_TEST, seed: int = 0) -> None:
+    """A small learnable Fashion-MNIST look-alike, stored where the loader keeps its decoded arrays.
+
+    Each class is a bright stripe at its own row, so a linear model learns it in a few epochs.
+    """
+    from tfsoftmax.data import CACHE_NAME
+
+    rng = np.random.default_rng(seed)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 10, size=n).astype(np.int32)
+        x = rng.integers(0, 60, size=(n, 28, 28, 1)).astype(np.uint8)
+        for i, label in enumerate(y):
+            x[i, 2 + 2 * label: 4 + 2 * label, :, 0] = 250
+        return x, y
+
+    (train_x, train_y), (test_x, test_y) = make(train), make(test)
+    folder = data_dir / "fashion_mnist" / "3.0.1"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / CACHE_NAME, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+             checksum=np.array("tiny-generated"))
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    import random
+
+    random.seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _clear_dataset_cache() -> Iterator[None]:
+    """Each test sees its own data_dir; the per-process cache must not leak between tests."""
+    from tfsoftmax import data
+
+    data._LOADED.clear()
+    yield
+    data._LOADED.clear()
+
+
+@pytest.fixture
+def tiny_data_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "tfds"
+    write_tiny_cache(folder)
+    return folder
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write an experiment file: the tiny data, a temporary log root, and whatever the test adds."""
+
+    def write(text: str = "", name: str = "tiny", data_dir: Path | None = None) -> Path:
+        data_dir = data_dir or tmp_path / "tfds"
+        if not (data_dir / "fashion_mnist").exists():
+            write_tiny_cache(data_dir)
+        sections: dict[str, list[str]] = {"data": [f'data_dir = "{data_dir}"', "batch_size = 16"],
+                                          "train": ["epochs = 2", "lr = 0.5"],
+                                          "logging": [f'root = "{tmp_path / "logs"}"', "num_images = 6"]}
+        extra: list[str] = []
+        current = None
+        for line in text.strip().splitlines():
+            line = line.strip()
+            if line.startswith("[") and line.strip("[]") in sections:
+                current = line.strip("[]")
+            elif line.startswith("["):
+                current = None
+                extra.append(line)
+            elif current:
+                key = line.split("=")[0].strip()
+                sections[current] = [l for l in sections[current] if l.split("=")[0].strip() != key] + [line]
+            elif line:
+                extra.append(line)
+        body = "\n".join(f"[{s}]\n" + "\n".join(lines) + "\n" for s, lines in sections.items())
+        path = tmp_path / f"{name}.toml"
+        path.write_text(body + "\n".join(extra) + "\n")
+        return path
+
+    return write
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Board:
+    """A TensorBoard server on 127.0.0.1, queried through its HTTP data API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=30) as r:
+            return json.loads(r.read())
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(f"{self.url}{path}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.loads(r.read())
+
+    def wait_for(self, check: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError("TensorBoard did not show the expected data in time")
+            time.sleep(0.5)
+
+
+@pytest.fixture
+def tensorboard() -> Callable[[Path], Board]:
+    """Start TensorBoard in-process on a log root (the Python loader, reloading every second)."""
+    from tensorboard import program
+
+    def start(logdir: Path) -> Board:
+        board = program.TensorBoard()
+        board.configure(argv=[None, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(free_port()),
+                              "--load_fast", "false", "--reload_interval", "1"])
+        return Board(board.launch())
+
+    return start

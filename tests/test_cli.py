@@ -1,0 +1,72 @@
+"""The command line: instant help and config errors (no TensorFlow), one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tfsoftmax import cli
+
+NO_TF = ("import sys, runpy; sys.argv = ['tfsoftmax'] + sys.argv[1:]\n"
+         "from tfsoftmax.cli import main\ncode = main(sys.argv[1:])\n"
+         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n"
+         "sys.exit(code)")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", NO_TF, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_commands_without_tensorflow() -> None:
+    result = _cli("--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("run", "board"):
+        assert command in result.stdout
+
+
+def test_config_error_is_one_line_exit_2_without_tensorflow(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[train]\nlr = -1\n")
+    result = _cli("run", str(path))
+    assert result.returncode == 2
+    assert result.stderr == f"tfsoftmax: error: {path}: train.lr: got -1.0; allowed: a finite number > 0\n"
+
+
+def test_bad_override_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text("")
+    result = _cli("run", str(path), "--set", "data.batch_size=0")
+    assert (result.returncode, result.stderr.count("\n")) == (2, 1)
+    assert "--set data.batch_size=0: data.batch_size: got 0" in result.stderr
+    result = _cli("run", str(tmp_path / "missing.toml"))
+    assert result.returncode == 2 and "missing.toml: no such config file" in result.stderr
+
+
+def test_board_on_missing_logdir(tmp_path: Path) -> None:
+    result = _cli("board", str(tmp_path / "nope"))
+    assert result.returncode == 2 and "no such log directory" in result.stderr
+
+
+def test_run_prints_summary_and_logdir_override(write_config: Callable[..., Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "other root"
+    assert cli.main(["run", str(write_config()), "--logdir", str(root)]) == 0
+    out = capsys.readouterr().out
+    run_dir = next((root / "tiny").iterdir())
+    assert f"run directory: {run_dir}" in out and f"tfsoftmax board {root}" in out
+    assert "run completed: test accuracy" in out
+
+
+def test_diverged_run_exits_1_with_reason(write_config: Callable[..., Path],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config("[train]\nlr = 1e36\n[data]\nscale = false")
+    assert cli.main(["run", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tfsoftmax: error: diverged: training loss became nan at epoch 1") and err.count("\n") == 1
+    run_dir = Path(err.rsplit("record kept in ", 1)[1].strip())
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "diverged"

@@ -1,0 +1,143 @@
+"""Config files and overrides: what is accepted, and the exact one-line error for what is not."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tfsoftmax.config import Config, from_dict, load_config, override, to_toml
+from tfsoftmax.errors import TfsoftmaxError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_d2l_reference_values(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, ""))
+    assert (config.data.dataset, config.data.batch_size, config.train.optimizer, config.train.lr,
+            config.train.epochs, config.model.init_stddev) == ("fashion_mnist", 256, "sgd", 0.1, 10, 0.01)
+    assert config.data.validation_fraction == 0.1
+    assert config.logging.root == "logs"
+
+
+def test_reference_experiment_states_d2l_values() -> None:
+    config = load_config(Path(__file__).parent.parent / "experiments" / "fashion_mnist.toml")
+    assert config.data.batch_size == 256 and config.train.lr == 0.1 and config.train.epochs == 10
+    assert config.train.optimizer == "sgd" and config.model.init_stddev == 0.01
+    assert config.logging.experiment == "fashion_mnist"
+
+
+def test_file_may_set_a_few_keys_and_int_is_a_fine_float(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, "[train]\nlr = 1\n"))
+    assert config.train.lr == 1.0 and isinstance(config.train.lr, float)
+    assert config.train.epochs == 10
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, ""))
+    with pytest.raises(AttributeError):
+        config.train.lr = 0.5  # type: ignore[misc]
+
+
+def test_saved_toml_reads_back_equal(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, '[train]\noptimizer = "adam"\nlr = 3e-4\n[sweep.space]\n'
+                                          '"train.lr" = { min = 1e-3, max = 1.0, sampling = "log" }\n'
+                                          '"data.batch_size" = { values = [32, 64] }\n'))
+    assert from_dict(tomllib.loads(to_toml(config, "header")), "saved") == config
+
+
+def test_overrides_parse_toml_values_and_bare_words(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, ""), ["train.lr=0.3", "data.batch_size=128", "train.optimizer=adam",
+                                                 'logging.run_name="a-b"'])
+    assert (config.train.lr, config.data.batch_size, config.train.optimizer, config.logging.run_name) == \
+        (0.3, 128, "adam", "a-b")
+
+
+def test_override_from_python(tmp_path: Path) -> None:
+    config = override(load_config(_write(tmp_path, "")), {"train.lr": 0.2, "train.optimizer": "momentum"})
+    assert config.train.lr == 0.2 and config.train.optimizer == "momentum"
+    with pytest.raises(TfsoftmaxError, match=r"train.epochs: got 0; allowed: an integer >= 1"):
+        override(config, {"train.epochs": 0})
+
+
+def test_experiment_named_after_file(tmp_path: Path) -> None:
+    path = tmp_path / "my lr test.toml"
+    path.write_text("")
+    assert load_config(path).logging.experiment == "my_lr_test"
+
+
+BAD_FILES = [
+    ("[train]\nlr = -0.1\n", "train.lr: got -0.1; allowed: a finite number > 0"),
+    ("[train]\nlr = nan\n", "train.lr: got nan; allowed: a finite number > 0"),
+    ("[train]\nlr = inf\n", "train.lr: got inf; allowed: a finite number > 0"),
+    ('[train]\nlr = "0.1"\n', 'train.lr: expected a number, got "0.1" (str); allowed: a finite number > 0'),
+    ("[train]\nepochs = 2.5\n", "train.epochs: expected an integer, got 2.5 (float); allowed: an integer >= 1"),
+    ("[train]\nepochs = true\n", "train.epochs: expected an integer, got true (bool); allowed: an integer >= 1"),
+    ("[train]\nepochs = 0\n", "train.epochs: got 0; allowed: an integer >= 1"),
+    ("[data]\nbatch_size = 0\n", "data.batch_size: got 0; allowed: an integer >= 1"),
+    ('[data]\nbatch_size = "256"\n', 'data.batch_size: expected an integer, got "256" (str)'),
+    ("[data]\nvalidation_fraction = 1.0\n", "data.validation_fraction: got 1.0; allowed: a number in [0, 1)"),
+    ("[data]\nvalidation_fraction = -0.1\n", "data.validation_fraction: got -0.1"),
+    ('[train]\noptimizer = "rmsprop"\n', 'train.optimizer: got "rmsprop"; allowed: sgd | momentum | adam'),
+    ('[data]\ndataset = "Fashion MNIST"\n', 'data.dataset: got "Fashion MNIST"; allowed: a TFDS dataset name'),
+    ("[train]\nlrr = 0.1\n", "train.lrr: unknown key (did you mean 'lr'?); allowed: optimizer, lr,"),
+    ("[trian]\nlr = 0.1\n", "[trian]: unknown section (did you mean 'train'?); allowed: data, model, train"),
+    ("[train\nlr = 0.1\n", "invalid TOML: "),
+    ("lr = 0.1\n", "[lr]: unknown section; allowed: data, model, train, logging, sweep"),
+    ('[model]\nkind = "torch"\n', 'model.kind: got "torch"; allowed: keras | scratch'),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD_FILES)
+def test_bad_file_names_file_key_and_allowed(tmp_path: Path, text: str, message: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(TfsoftmaxError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert info.value.exit_code == 2
+
+
+BAD_OVERRIDES = [
+    ("train.lr=abc", '--set train.lr=abc: train.lr: expected a number, got "abc" (str)'),
+    ("train.lr=0", "--set train.lr=0: train.lr: got 0.0; allowed: a finite number > 0"),
+    ("data.batch_size=1.5", "--set data.batch_size=1.5: data.batch_size: expected an integer, got 1.5"),
+    ("lr=0.1", "--set lr=0.1: expected section.key=value, e.g. train.lr=0.3"),
+    ("train.lr", "--set train.lr: expected section.key=value"),
+    ("train.lr.x=1", "--set train.lr.x=1: 'train.lr.x' is not section.key"),
+    ("model.init_std=0.1", "--set model.init_std=0.1: model.init_std: unknown key (did you mean 'init_stddev'?)"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD_OVERRIDES)
+def test_bad_override_is_named_exactly(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(TfsoftmaxError) as info:
+        load_config(_write(tmp_path, ""), [text])
+    assert str(info.value).startswith(message)
+    assert info.value.exit_code == 2
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(TfsoftmaxError, match=r"nope.toml: no such config file$") as info:
+        load_config(tmp_path / "nope.toml")
+    assert info.value.exit_code == 2
+
+
+def test_directory_and_binary_file(tmp_path: Path) -> None:
+    with pytest.raises(TfsoftmaxError, match="is a directory"):
+        load_config(tmp_path)
+    path = tmp_path / "bin.toml"
+    path.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(TfsoftmaxError, match="cannot read config file"):
+        load_config(path)
+
+
+def test_default_config_equals_empty_file(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, ""))
+    assert config == Config(logging=config.logging)

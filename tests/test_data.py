@@ -1,0 +1,128 @@
+"""The data path: loader and cache, splits, pipeline shapes, dtypes, range and reshuffling, bad data."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfsoftmax import data
+from tfsoftmax.config import DataConfig
+from tfsoftmax.errors import TfsoftmaxError
+
+from conftest import SHARED_FASHION, TINY_TEST, TINY_TRAIN
+
+
+def test_loader_reads_info_from_tfds_and_arrays_from_cache(tiny_data_dir: Path) -> None:
+    dataset = data.load_dataset(DataConfig(data_dir=str(tiny_data_dir)))
+    assert dataset.image_shape == (28, 28, 1)
+    assert dataset.num_classes == 10
+    assert dataset.class_names[0] == "T-shirt/top"
+    assert dataset.version == "3.0.1"
+    assert len(dataset.train_y) == TINY_TRAIN and len(dataset.test_y) == TINY_TEST
+    assert data.load_dataset(DataConfig(data_dir=str(tiny_data_dir))) is dataset  # once per process
+
+
+def test_split_carves_validation_from_train(tiny_data_dir: Path) -> None:
+    cfg = DataConfig(data_dir=str(tiny_data_dir), validation_fraction=0.25)
+    splits = data.split(data.load_dataset(cfg), cfg)
+    assert len(splits.val[1]) == TINY_TRAIN // 4 and len(splits.train[1]) == TINY_TRAIN - TINY_TRAIN // 4
+    assert len(splits.test[1]) == TINY_TEST and not splits.val_is_test
+    assert splits.train[0].dtype == np.float32 and 0.0 <= splits.train[0].min() and splits.train[0].max() <= 1.0
+    merged = data.merged_train(splits)
+    assert len(merged.train[1]) == TINY_TRAIN and merged.val_is_test
+
+
+def test_validation_fraction_zero_validates_on_test(tiny_data_dir: Path) -> None:
+    cfg = DataConfig(data_dir=str(tiny_data_dir), validation_fraction=0.0)
+    splits = data.split(data.load_dataset(cfg), cfg)
+    assert splits.val_is_test and len(splits.train[1]) == TINY_TRAIN
+    assert splits.val[0] is splits.test[0]
+
+
+def test_scale_false_keeps_pixel_values(tiny_data_dir: Path) -> None:
+    cfg = DataConfig(data_dir=str(tiny_data_dir), scale=False)
+    splits = data.split(data.load_dataset(cfg), cfg)
+    assert splits.train[0].max() == 250.0
+
+
+def test_pipeline_shapes_dtypes_and_reshuffle_every_epoch(tiny_data_dir: Path) -> None:
+    import tensorflow as tf
+
+    cfg = DataConfig(data_dir=str(tiny_data_dir))
+    x, y = data.split(data.load_dataset(cfg), cfg).train
+    ds = data.train_batches(x, y, batch_size=32, seed=3)
+    epoch1 = [(bx.numpy(), by.numpy()) for bx, by in ds]
+    epoch2 = [(bx.numpy(), by.numpy()) for bx, by in ds]
+    assert epoch1[0][0].shape == (32, 28, 28, 1) and epoch1[0][0].dtype == np.float32
+    assert epoch1[0][1].dtype == np.int32
+    assert sum(len(b[1]) for b in epoch1) == len(y)
+    order1 = np.concatenate([b[1] for b in epoch1])
+    order2 = np.concatenate([b[1] for b in epoch2])
+    assert sorted(order1) == sorted(y.tolist()) and not np.array_equal(order1, order2)
+    assert all(0.0 <= b[0].min() and b[0].max() <= 1.0 for b in epoch1)
+    # The same seed in a fresh pipeline replays the same order: runs are reproducible.
+    tf.random.set_seed(0)
+    again = np.concatenate([b[1].numpy() for b in data.train_batches(x, y, 32, seed=3)])
+    tf.random.set_seed(0)
+    first = np.concatenate([b[1].numpy() for b in data.train_batches(x, y, 32, seed=3)])
+    assert np.array_equal(again, first)
+
+
+def test_images_and_labels_stay_paired(tiny_data_dir: Path) -> None:
+    cfg = DataConfig(data_dir=str(tiny_data_dir))
+    x, y = data.split(data.load_dataset(cfg), cfg).train
+    for bx, by in data.train_batches(x, y, 16, seed=1):
+        rows = np.argmax(bx.numpy()[:, 2::2, 0, 0], axis=1)  # the bright stripe encodes the label
+        assert np.array_equal(rows, by.numpy())
+
+
+def test_unknown_dataset_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(TfsoftmaxError, match=r"unknown TFDS dataset 'fashon_mnist' \(did you mean "
+                                             r"'fashion_mnist'\?\)") as info:
+        data.load_dataset(DataConfig(dataset="fashon_mnist", data_dir=str(tmp_path)))
+    assert info.value.exit_code == 2
+
+
+def test_dataset_without_image_label_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TfsoftmaxError, match="allowed: a dataset with an 'image' feature"):
+        data.load_dataset(DataConfig(dataset="imdb_reviews", data_dir=str(tmp_path)))
+
+
+def test_unprepared_without_manual_dir_says_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(data.MANUAL_DIR_ENV, raising=False)
+    with pytest.raises(TfsoftmaxError, match=r"set data.manual_dir or \$TFSOFTMAX_MANUAL_DIR") as info:
+        data.load_dataset(DataConfig(data_dir=str(tmp_path)))
+    assert info.value.exit_code == 1
+
+
+@pytest.mark.skipif(not SHARED_FASHION.is_dir(), reason="needs ../shared/datasets/fashion_mnist")
+def test_missing_manual_file_is_named(tmp_path: Path) -> None:
+    manual = tmp_path / "manual"
+    shutil.copytree(SHARED_FASHION, manual)
+    (manual / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(TfsoftmaxError, match=r"t10k-labels-idx1-ubyte.gz: missing; expected the original file "
+                                             r"\(sha256 67da17c7"):
+        data.load_dataset(DataConfig(data_dir=str(tmp_path / "tfds"), manual_dir=str(manual)))
+
+
+@pytest.mark.skipif(not SHARED_FASHION.is_dir(), reason="needs ../shared/datasets/fashion_mnist")
+def test_corrupt_manual_file_is_named_with_expected_checksum(tmp_path: Path) -> None:
+    manual = tmp_path / "manual"
+    shutil.copytree(SHARED_FASHION, manual)
+    target = manual / "train-labels-idx1-ubyte.gz"
+    target.write_bytes(gzip.compress(b"truncated"))
+    with pytest.raises(TfsoftmaxError, match=r"train-labels-idx1-ubyte.gz: corrupt or wrong file: sha256 [0-9a-f]{64}"
+                                             r", expected a04f17134ac0"):
+        data.load_dataset(DataConfig(data_dir=str(tmp_path / "tfds"), manual_dir=str(manual)))
+
+
+def test_unreadable_cache_is_reported(tmp_path: Path) -> None:
+    folder = tmp_path / "fashion_mnist" / "3.0.1"
+    folder.mkdir(parents=True)
+    (folder / data.CACHE_NAME).write_bytes(b"not an npz")
+    with pytest.raises(TfsoftmaxError, match="decoded-array cache .* is unreadable .*; delete it to rebuild"):
+        data.load_dataset(DataConfig(data_dir=str(tmp_path)))
