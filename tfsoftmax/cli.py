@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tfsoftmax.config import Config, load_config
+from tfsoftmax.config import Config, load_config, require_space
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
 
 
@@ -44,6 +44,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_args(args: argparse.Namespace) -> list[str]:
+    """The arguments that make a child process sweep the same config."""
+    out = [args.config]
+    for text in args.set or []:
+        out += ["--set", text]
+    if args.logdir:
+        out += ["--logdir", args.logdir]
+    return out
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.role and not args.oracle:
+        raise TfsoftmaxError("--role needs --oracle HOST:PORT (the chief's address)", CONFIG_ERROR)
+    if args.role and (args.workers or args.final or args.overwrite or args.dry_run):
+        raise TfsoftmaxError("--role runs one side of a distributed sweep; --workers, --final, --overwrite and "
+                             "--dry-run belong to the launching command", CONFIG_ERROR)
+    require_space(config, args.config)
+    _quiet_tensorflow()
+    import time
+
+    from tfsoftmax import tune
+
+    if args.dry_run:
+        print(tune.describe(config))
+        return 0
+    started = time.perf_counter()
+    if args.role:
+        from tfsoftmax.distribute import set_role
+
+        tuner_id = set_role(args.role, args.oracle)
+        print(f"sweep {args.role} '{tuner_id}' on {args.oracle}", flush=True)
+        tune.search(config)
+        return 0
+    if args.workers:
+        from tfsoftmax.distribute import launch
+
+        if args.overwrite:
+            tune.clear(config)
+        ran = launch(_sweep_args(args), args.workers)
+        result = tune.collect(config, started)
+        print(f"\nworkers: {', '.join(ran)}")
+    else:
+        result = tune.search(config, overwrite=args.overwrite)
+    print(f"\n{tune.format_table(result.rows, [e.key for e in config.sweep.space], config.sweep.objective)}")
+    print(f"\nsweep of {len(result.rows)} trials in {result.wall_time_s:.1f} s: {result.sweep_dir}")
+    print(f"results:       {result.sweep_dir / 'results.csv'}, {result.sweep_dir / 'results.json'}")
+    print(f"TensorBoard:   tfsoftmax board {result.sweep_dir}")
+    if result.best_config_path is None:
+        raise TfsoftmaxError("sweep: no trial completed, so there is no best configuration", RUNTIME_ERROR)
+    print(f"best config:   {result.best_config_path}  (tfsoftmax run {result.best_config_path})")
+    if args.final:
+        from tfsoftmax.train import run
+
+        final = run(tune.final_config(result.best_config_path))
+        if final.status != "completed":
+            raise TfsoftmaxError(f"final run diverged: {final.divergence['reason']}", RUNTIME_ERROR)
+        print(f"\nfinal run on train+validation: test accuracy {final.test['accuracy']:.4f}, "
+              f"test loss {final.test['loss']:.4f}: {final.run_dir}")
+    return 0
+
+
 def cmd_board(args: argparse.Namespace) -> int:
     logdir = Path(args.logdir)
     if not logdir.is_dir():
@@ -64,6 +126,12 @@ def cmd_board(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got '{text}'")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfsoftmax",
@@ -79,6 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train one experiment and write its run directory")
     add_config_args(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="keras-tuner search over the config's [sweep.space]; resumes if run again")
+    add_config_args(p)
+    p.add_argument("--overwrite", action="store_true", help="delete the earlier sweep of this config first")
+    p.add_argument("--final", action="store_true",
+                   help="retrain the best configuration on train+validation and report test accuracy")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate, print the space and trial count, estimate the time; train nothing")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="run a chief oracle and N worker processes on this machine")
+    p.add_argument("--role", choices=["chief", "worker"], help="run one side of a distributed sweep alone")
+    p.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address, with --role")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("board", help="start TensorBoard on a log root and print its address")
     p.add_argument("logdir", nargs="?", default="logs", help="log root (default: logs)")

@@ -25,6 +25,8 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 MODEL_KINDS = ("keras", "scratch")
 LOSSES = ("stable", "naive")
 ALGORITHMS = ("random", "grid", "bayesian", "hyperband")
+# Logged metrics whose direction keras-tuner infers by itself (accuracy up, loss down).
+OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
 SAMPLINGS = ("linear", "log", "reverse_log")
 _TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[A-Za-z0-9_.\-]+)?(:[0-9]+\.[0-9]+\.[0-9]+)?$")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -119,8 +121,7 @@ class SweepConfig:
 
     algorithm: str = _spec("random", _choice(ALGORITHMS), " | ".join(ALGORITHMS))
     max_trials: int = _spec(10, _at_least(1), "an integer >= 1")
-    objective: str = _spec("val_accuracy", lambda v: re.match(r"^(val_)?[a-z_]+$", v) is not None,
-                           "a logged metric such as \"val_accuracy\" or \"val_loss\"")
+    objective: str = _spec("val_accuracy", _choice(OBJECTIVES), " | ".join(OBJECTIVES))
     executions_per_trial: int = _spec(1, _at_least(1), "an integer >= 1")
     epochs: int = _spec(0, _at_least(0), "an integer >= 0; 0 means train.epochs")
     seed: int = _spec(0, _at_least(0), "an integer >= 0")
@@ -129,7 +130,7 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """A whole experiment; `source` says where it came from, for error messages."""
+    """A whole experiment, section by section."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -386,6 +387,13 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
         name = re.sub(r"[^A-Za-z0-9_.\-]", "_", path.stem)
         config = dataclasses.replace(config, logging=dataclasses.replace(config.logging, experiment=name))
     return config
+
+
+def require_space(config: Config, source: str) -> None:
+    """A sweep needs at least one opened key."""
+    if not config.sweep.space:
+        raise _fail(source, '[sweep.space]: empty; open at least one key, e.g. '
+                            '"train.lr" = { min = 1e-3, max = 1.0, sampling = "log" }')
 
 
 def override(config: Config, overrides: Mapping[str, Any] | Sequence[str]) -> Config:

@@ -186,6 +186,16 @@ def finish(model: keras.Model, record: Any, splits: data_lib.Splits, dataset: da
                      model=model, divergence=record.divergence)
 
 
+def finish_trial(model: keras.Model, record: Any, run_dir: Path, started: float) -> None:
+    """A sweep trial's record: model and metrics, but no test evaluation (the test split never chooses)."""
+    save_model(model, run_dir)
+    status = "diverged" if record.divergence is not None else "completed"
+    val = record.history.get("val_accuracy", [])
+    best = {"epoch": val.index(max(val)) + 1, "val_accuracy": max(val),
+            "val_loss": record.history["val_loss"][val.index(max(val))]} if val else None
+    record.write(status=status, wall_time_s=time.perf_counter() - started, best=best)
+
+
 def write_run_files(run_dir: Path, config: Config, dataset: data_lib.Dataset) -> None:
     """The exact config (re-runnable as is) and the environment, before training starts."""
     header = f"Resolved config of run {run_dir}.\nRe-run with: tfsoftmax run {run_dir / 'config.toml'}"

@@ -1,0 +1,373 @@
+"""Sweeps: a keras-tuner HyperModel over the one model builder, the tuner picked by name, HParams declared
+up front, results ranked and the best config written back as an experiment file.
+
+Layout of `<root>/<experiment>/`: `tuner/` is keras-tuner's project (oracle and trial states), each
+`<trial_id>/execution<N>/` is a complete run directory and a TensorBoard run, and `results.csv`,
+`results.json` and `best.toml` sit at the top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tfsoftmax import data as data_lib
+from tfsoftmax import train
+from tfsoftmax.config import Config, SpaceEntry, load_config, override, require_space, to_toml
+from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.files import write_json, write_text
+
+if TYPE_CHECKING:
+    import keras_tuner
+
+MAX_TRIALS_EVER = 1_000_000
+TRIAL_OVERHEAD_S = 2.0  # build, first-epoch tracing and saving a trial, measured on a 2-core machine
+TUNERS = {"random": "RandomSearch", "grid": "GridSearch", "bayesian": "BayesianOptimization",
+          "hyperband": "Hyperband"}
+# The metrics every trial logs, as (tag, TensorBoard run relative to the trial's run) for HParams columns.
+HPARAMS_METRICS = [("epoch_accuracy", "validation"), ("epoch_loss", "validation"), ("epoch_accuracy", "train"),
+                   ("epoch_loss", "train"), ("epoch_time_s", "train"), ("epoch_examples_per_second", "train")]
+
+
+def sweep_dir(config: Config) -> Path:
+    """A sweep lives in one fixed folder, so running the same command again resumes it."""
+    return Path(config.logging.root) / config.logging.experiment
+
+
+def trial_epochs(config: Config) -> int:
+    """Epochs per trial: the sweep's own setting, else the run's."""
+    return config.sweep.epochs or config.train.epochs
+
+
+def declare(hp: keras_tuner.HyperParameters, entry: SpaceEntry) -> Any:
+    """Register one space entry with keras-tuner and return its current value."""
+    if entry.values:
+        return hp.Choice(entry.key, list(entry.values))
+    if isinstance(entry.min, int):
+        return hp.Int(entry.key, int(entry.min), int(entry.max), step=int(entry.step) if entry.step else None,
+                      sampling=entry.sampling)
+    return hp.Float(entry.key, entry.min, entry.max, step=entry.step, sampling=entry.sampling)
+
+
+def config_for(config: Config, values: dict[str, Any]) -> Config:
+    """The full config of one trial: the sweep's config with the trial's swept values set."""
+    swept = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    return override(config, swept) if swept else config
+
+
+def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits) -> Any:
+    """A HyperModel that declares every swept key in `build` (so even the first trial's HParams record
+    holds them all), builds with `build_model`, and tunes the batch size in `fit` by rebatching the
+    in-memory arrays."""
+    import keras_tuner
+
+    from tfsoftmax.model import build_model
+
+    class HyperModel(keras_tuner.HyperModel):
+        def build(self, hp: keras_tuner.HyperParameters) -> Any:
+            values = {entry.key: declare(hp, entry) for entry in config.sweep.space}
+            trial_config = config_for(config, values)
+            train.seed_everything(trial_config.train.seed)
+            return build_model(dataset.image_shape, dataset.num_classes, trial_config.model, trial_config.train)
+
+        def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, callbacks: list,
+                epochs: int, **kwargs: Any) -> Any:
+            kwargs.pop("verbose", None)  # ours: a progress bar on a terminal, one line per epoch otherwise
+            trial_config = config_for(config, hp.values)
+            if "train.epochs" in hp.values:
+                epochs = trial_config.train.epochs
+            board = next(c for c in callbacks if type(c).__name__ == "TensorBoard")
+            run_dir = Path(board.log_dir)
+            if run_dir.exists():  # a re-run of an interrupted trial: no stale events beside the new ones
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True)
+            started = time.perf_counter()
+            train.write_run_files(run_dir, dataclasses.replace(
+                trial_config, train=dataclasses.replace(trial_config.train, epochs=epochs)), dataset)
+            try:
+                record = train.fit(model, splits, trial_config, run_dir, callbacks, epochs, **kwargs)
+            except TfsoftmaxError as e:  # Ctrl-C, a full disk: stop the search, not just this trial
+                raise keras_tuner.errors.FatalError(str(e)) from e
+            train.finish_trial(model, record, run_dir, started)
+            if record.divergence is not None:
+                raise keras_tuner.errors.FailedTrialError(f"diverged: {record.divergence['reason']}")
+            return model.history
+
+    return HyperModel()
+
+
+def make_tuner(config: Config, hypermodel: Any, overwrite: bool = False) -> Any:
+    """The keras-tuner tuner named by `sweep.algorithm`, its project in `<sweep>/tuner`."""
+    import keras_tuner
+
+    sweep = config.sweep
+    common = dict(hypermodel=hypermodel, objective=sweep.objective, seed=sweep.seed,
+                  executions_per_trial=sweep.executions_per_trial, directory=str(sweep_dir(config)),
+                  project_name="tuner", overwrite=overwrite,
+                  # A failed trial is recorded with its reason and the search goes on, however many fail.
+                  max_consecutive_failed_trials=MAX_TRIALS_EVER)
+    cls = getattr(keras_tuner, TUNERS[sweep.algorithm])
+    if sweep.algorithm == "hyperband":
+        return cls(max_epochs=trial_epochs(config), factor=3, **common)
+    return cls(max_trials=sweep.max_trials, **common)
+
+
+def write_hparams_config(config: Config) -> None:
+    """Declare every swept key and the metrics to TensorBoard's HParams plugin before the first trial,
+    so the dashboard's columns never depend on which trial happened to be logged first."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp_api
+
+    hparams = []
+    for entry in config.sweep.space:
+        if entry.values:
+            domain: Any = hp_api.Discrete(list(entry.values))
+        elif isinstance(entry.min, int):
+            domain = hp_api.IntInterval(int(entry.min), int(entry.max))
+        else:
+            domain = hp_api.RealInterval(float(entry.min), float(entry.max))
+        hparams.append(hp_api.HParam(entry.key, domain))
+    metrics = [hp_api.Metric(tag, group=group, display_name=f"{group} {tag.removeprefix('epoch_')}")
+               for tag, group in HPARAMS_METRICS]
+    writer = tf.summary.create_file_writer(str(sweep_dir(config)))
+    with writer.as_default():
+        hp_api.hparams_config(hparams=hparams, metrics=metrics)
+    writer.close()
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One line of the results table."""
+
+    trial_id: str
+    status: str
+    score: float | None
+    values: dict[str, Any]
+    best_epoch: int | None
+    reason: str
+
+
+def _trial_status(trial: Any, run_dir: Path) -> tuple[str, str]:
+    """keras-tuner's status, refined by our record: a failed trial that diverged says so."""
+    status = str(trial.status).lower()
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.is_file():
+        import json
+
+        record = json.loads(metrics_file.read_text())
+        if record.get("status") == "diverged":
+            return "diverged", record["divergence"]["reason"]
+    message = (trial.message or "").strip().splitlines()
+    return status, message[-1] if message and status != "completed" else ""
+
+
+def results(config: Config, tuner: Any) -> list[TrialRow]:
+    """All trials, best first by the objective; unfinished and failed ones last."""
+    objective = tuner.oracle.objective
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        status, reason = _trial_status(trial, sweep_dir(config) / trial.trial_id / "execution0")
+        score = trial.score if status == "completed" and trial.score is not None else None
+        rows.append(TrialRow(trial_id=trial.trial_id, status=status, score=score,
+                             values={k: v for k, v in trial.hyperparameters.values.items()
+                                     if not k.startswith("tuner/")},
+                             best_epoch=None if trial.best_step is None else int(trial.best_step) + 1,
+                             reason=reason))
+    sign = -1.0 if objective.direction == "max" else 1.0
+    return sorted(rows, key=lambda r: (r.score is None, sign * (r.score or 0.0), r.trial_id))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_table(rows: list[TrialRow], keys: list[str], objective: str) -> str:
+    """An aligned text table of the ranked trials."""
+    header = ["rank", "trial", "status", objective, "best epoch", *keys]
+    body = [[str(i + 1), r.trial_id, r.status, "-" if r.score is None else f"{r.score:.4f}",
+             "-" if r.best_epoch is None else str(r.best_epoch), *[_fmt(r.values.get(k, "-")) for k in keys]]
+            for i, r in enumerate(rows)]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *body]]
+    return "\n".join(lines)
+
+
+def write_results(config: Config, rows: list[TrialRow]) -> Path | None:
+    """results.csv, results.json and best.toml (the best completed trial's full config)."""
+    import csv
+    import io
+
+    folder = sweep_dir(config)
+    keys = [e.key for e in config.sweep.space]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["rank", "trial", "status", config.sweep.objective, "best_epoch", *keys, "reason"])
+    for i, r in enumerate(rows):
+        writer.writerow([i + 1, r.trial_id, r.status, "" if r.score is None else r.score,
+                         "" if r.best_epoch is None else r.best_epoch, *[r.values.get(k, "") for k in keys],
+                         r.reason])
+    write_text(folder / "results.csv", buf.getvalue())
+    write_json(folder / "results.json", {"objective": config.sweep.objective,
+                                         "trials": [dataclasses.asdict(r) for r in rows]})
+    best = next((r for r in rows if r.score is not None), None)
+    if best is None:
+        return None
+    best_config = best_trial_config(config, best)
+    path = folder / "best.toml"
+    write_text(path, to_toml(best_config, f"Best trial {best.trial_id} of sweep {folder} "
+                                          f"({config.sweep.objective} {best.score:.4f}).\n"
+                                          f"Run with: tfsoftmax run {path}"))
+    return path
+
+
+def best_trial_config(config: Config, best: TrialRow) -> Config:
+    """The best trial's config as a plain experiment: its values, the epochs it trained, no sweep."""
+    chosen = config_for(config, best.values)
+    epochs = chosen.train.epochs if "train.epochs" in best.values else trial_epochs(config)
+    return dataclasses.replace(
+        chosen, train=dataclasses.replace(chosen.train, epochs=epochs),
+        logging=dataclasses.replace(chosen.logging, experiment=f"{config.logging.experiment}_best"),
+        sweep=dataclasses.replace(chosen.sweep, space=()))
+
+
+@dataclass
+class SweepResult:
+    """What a finished sweep returns."""
+
+    sweep_dir: Path
+    rows: list[TrialRow]
+    best_config_path: Path | None
+    wall_time_s: float
+
+
+def clear(config: Config) -> None:
+    """Delete the whole earlier sweep: tuner state and TensorBoard runs, so no stale logs mix in."""
+    if sweep_dir(config).exists():
+        shutil.rmtree(sweep_dir(config))
+
+
+def prepare(config: Config, overwrite: bool) -> tuple[data_lib.Dataset, data_lib.Splits]:
+    """Check the space can be swept, clear an old sweep if asked, and load the data once."""
+    require_space(config, "sweep")
+    if overwrite:
+        clear(config)
+    dataset = data_lib.load_dataset(config.data)
+    return dataset, data_lib.split(dataset, config.data)
+
+
+def search(config: Config, overwrite: bool = False) -> SweepResult | None:
+    """Run (or resume) the sweep in this process; as a distributed worker or chief, only search.
+
+    Returns:
+        SweepResult in a single process; None in a distributed chief or worker, where the launcher
+        (or the user) reads the results afterwards with `collect`.
+    """
+    from keras_tuner.src.distribute import utils as dist_utils
+
+    started = time.perf_counter()
+    dataset, splits = prepare(config, overwrite and not dist_utils.has_chief_oracle())
+    sweep_dir(config).mkdir(parents=True, exist_ok=True)
+    tuner = make_tuner(config, make_hypermodel(config, dataset, splits))
+    if not dist_utils.has_chief_oracle() or dist_utils.is_chief_oracle():
+        write_hparams_config(config)
+    board = train.tensorboard_callback(sweep_dir(config), config)
+    try:
+        tuner.search(epochs=trial_epochs(config), callbacks=[board], verbose=1)
+    except Exception as e:  # keras-tuner wraps a fatal error; ours must still reach the user as one line
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, TfsoftmaxError):
+            raise cause from None
+        raise
+    if dist_utils.has_chief_oracle():
+        if dist_utils.is_chief_oracle():
+            # Without this save the oracle still lists the last trial as ongoing, and a restart re-runs it.
+            tuner.oracle.save()
+        return None
+    tuner.oracle.save()
+    return collect(config, started)
+
+
+def collect(config: Config, started: float) -> SweepResult:
+    """Read the sweep's trials from disk, rank them and write the results files."""
+    tuner_dir = sweep_dir(config) / "tuner"
+    if not (tuner_dir / "oracle.json").is_file():
+        raise TfsoftmaxError(f"sweep: no keras-tuner state in {tuner_dir}", RUNTIME_ERROR)
+    dataset = data_lib.load_dataset(config.data)
+    hypermodel = make_hypermodel(config, dataset, data_lib.split(dataset, config.data))
+    rows = results(config, make_tuner(config, hypermodel))
+    best = write_results(config, rows)
+    return SweepResult(sweep_dir=sweep_dir(config), rows=rows, best_config_path=best,
+                       wall_time_s=time.perf_counter() - started)
+
+
+def count_trials(config: Config) -> int:
+    """How many trials the sweep will run: max_trials, or fewer for a small grid; Hyperband's own count."""
+    sweep = config.sweep
+    if sweep.algorithm == "hyperband":
+        max_epochs, factor = trial_epochs(config), 3
+        brackets = int(math.log(max_epochs, factor)) + 1 if max_epochs > 1 else 1
+        return sum(math.ceil(brackets / (b + 1) * factor ** b) for b in range(brackets))
+    if sweep.algorithm == "grid" and all(e.values or e.step for e in sweep.space):
+        size = 1
+        for e in sweep.space:
+            size *= len(e.values) if e.values else int((e.max - e.min) // e.step) + 1
+        return min(size, sweep.max_trials)
+    return sweep.max_trials
+
+
+def final_config(best_path: Path) -> Config:
+    """The best config retrained on train+validation (D2L's split): the test split only reports."""
+    return override(load_config(best_path), {"data.validation_fraction": 0.0,
+                                             "logging.experiment": f"{best_path.parent.name}_final"})
+
+
+def epoch_seconds(config: Config, batch_size: int, n_train: int) -> float:
+    """Measured seconds per training epoch at `batch_size`: a timed pass over random inputs of the
+    dataset's shape (nothing is saved, the data is not touched)."""
+    import numpy as np
+
+    from tfsoftmax.model import build_model
+
+    dataset = data_lib.load_dataset(config.data)
+    n = min(n_train, max(batch_size * 30, 2048))
+    rng = np.random.default_rng(0)
+    x = rng.random((n, *dataset.image_shape), dtype=np.float32)
+    y = rng.integers(0, dataset.num_classes, n).astype(np.int32)
+    model = build_model(dataset.image_shape, dataset.num_classes, config.model, config.train)
+    batches = data_lib.train_batches(x, y, batch_size, seed=0)
+    model.fit(batches, epochs=1, verbose=0, shuffle=False)  # warm-up: tracing
+    start = time.perf_counter()
+    model.fit(batches, epochs=1, verbose=0, shuffle=False)
+    return (time.perf_counter() - start) * n_train / n
+
+
+def describe(config: Config) -> str:
+    """The --dry-run report: space, trial count and a time estimate from measured throughput."""
+    lines = [f"sweep {sweep_dir(config)}: {config.sweep.algorithm} search, objective {config.sweep.objective}"]
+    for e in config.sweep.space:
+        if e.values:
+            lines.append(f"  {e.key:<24} one of {list(e.values)}")
+        else:
+            step = f", step {e.step}" if e.step else ""
+            lines.append(f"  {e.key:<24} {e.min} .. {e.max} ({e.sampling}{step})")
+    trials, epochs = count_trials(config), trial_epochs(config)
+    lines.append(f"trials: {trials}, {epochs} epochs each, {config.sweep.executions_per_trial} execution(s) per trial")
+    dataset = data_lib.load_dataset(config.data)
+    n_train = len(data_lib.split(dataset, config.data).train[1])
+    sizes = next((e for e in config.sweep.space if e.key == "data.batch_size"), None)
+    batch_sizes = (list(sizes.values) if sizes and sizes.values else
+                   [int(sizes.min), int(sizes.max)] if sizes else [config.data.batch_size])
+    per_epoch = {b: epoch_seconds(config, b, n_train) for b in batch_sizes}
+    lines.append("measured epoch time: " + ", ".join(f"batch {b}: {s:.2f} s" for b, s in per_epoch.items()))
+    mean_epoch = sum(per_epoch.values()) / len(per_epoch)
+    total = trials * config.sweep.executions_per_trial * (epochs * mean_epoch * 1.15 + TRIAL_OVERHEAD_S)
+    lines.append(f"estimated time: {total / 60:.1f} min in one process (epochs at the mean measured time "
+                 f"+15% for validation, +{TRIAL_OVERHEAD_S:.0f} s per trial for build, tracing and saving)")
+    return "\n".join(lines)
