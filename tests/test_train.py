@@ -29,6 +29,7 @@ def test_short_run_leaves_a_complete_run_directory(write_config: Callable[..., P
     metrics = _metrics(run_dir)
     assert metrics["status"] == "completed" and metrics["epochs_completed"] == 3
     assert set(metrics["test"]) == {"loss", "accuracy"} and metrics["wall_time_s"] > 0
+    assert metrics["history"]["steps"] == [7, 7, 7]  # 108 training images in batches of 16
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "time_s", "examples_per_second"):
         assert len(metrics["history"][key]) == 3, key
     assert metrics["history"]["learning_rate"] == [0.5] * 3

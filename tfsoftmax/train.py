@@ -71,7 +71,7 @@ def environment(dataset: data_lib.Dataset, manual_dir: str) -> dict[str, Any]:
 
     from tfsoftmax import __version__
 
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+    return {"tuner_id": os.environ.get("KERASTUNER_TUNER_ID", ""), "python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "tfsoftmax": __version__, "platform": platform.platform(),
             "dataset": {"name": dataset.name, "version": dataset.version, "sha256": dataset.checksum,
                         "manual_dir": manual_dir,
@@ -103,11 +103,13 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
             self.status = "running"
             self.divergence: dict[str, Any] | None = None
             self.epoch = 0
+            self.steps = 0
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch = epoch
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            self.steps = batch + 1
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(float(loss)) and self.divergence is None:
                 self.divergence = {"epoch": self.epoch + 1, "batch": batch + 1,
@@ -120,6 +122,7 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
                 return  # the half-epoch that diverged is not a finished epoch
             for key, value in (logs or {}).items():
                 self.history.setdefault(key, []).append(float(value))
+            self.history.setdefault("steps", []).append(self.steps)
             self.write(status="running")
 
         def write(self, status: str, test: dict[str, float] | None = None, wall_time_s: float | None = None,

@@ -83,9 +83,7 @@ def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.
                 epochs = trial_config.train.epochs
             board = next(c for c in callbacks if type(c).__name__ == "TensorBoard")
             run_dir = Path(board.log_dir)
-            if run_dir.exists():  # a re-run of an interrupted trial: no stale events beside the new ones
-                shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
             train.write_run_files(run_dir, dataclasses.replace(
                 trial_config, train=dataclasses.replace(trial_config.train, epochs=epochs)), dataset)
@@ -111,7 +109,18 @@ def make_tuner(config: Config, hypermodel: Any, overwrite: bool = False) -> Any:
                   project_name="tuner", overwrite=overwrite,
                   # A failed trial is recorded with its reason and the search goes on, however many fail.
                   max_consecutive_failed_trials=MAX_TRIALS_EVER)
-    cls = getattr(keras_tuner, TUNERS[sweep.algorithm])
+    base = getattr(keras_tuner, TUNERS[sweep.algorithm])
+
+    class Tuner(base):  # type: ignore[misc, valid-type]
+        def on_trial_begin(self, trial: Any) -> None:
+            # A trial re-run after an interruption starts from a clean folder, before keras-tuner opens
+            # its HParams writer there: no stale events or records beside the new ones.
+            stale = sweep_dir(config) / trial.trial_id
+            if stale.exists():
+                shutil.rmtree(stale)
+            super().on_trial_begin(trial)
+
+    cls = Tuner
     if sweep.algorithm == "hyperband":
         return cls(max_epochs=trial_epochs(config), factor=3, **common)
     return cls(max_trials=sweep.max_trials, **common)

@@ -1,0 +1,259 @@
+"""Sweeps on the tiny generated data: space, HParams, batch size, divergence, resume, workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tfsoftmax import tune
+from tfsoftmax.config import load_config
+from tfsoftmax.errors import TfsoftmaxError
+
+from conftest import ROOT
+
+SPACE = """
+[sweep]
+algorithm = "{algorithm}"
+max_trials = {trials}
+epochs = {epochs}
+[sweep.space]
+{space}
+"""
+
+
+def sweep_file(write_config: Callable[..., Path], space: str, trials: int = 3, epochs: int = 1,
+               algorithm: str = "random", extra: str = "") -> Path:
+    return write_config(extra + SPACE.format(algorithm=algorithm, trials=trials, epochs=epochs, space=space),
+                        name="sw")
+
+
+def trial_records(sweep: Path) -> dict[str, dict]:
+    return {p.parent.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/execution0/metrics.json")}
+
+
+def test_space_entries_are_declared_with_their_types(write_config: Callable[..., Path]) -> None:
+    import keras_tuner
+
+    config = load_config(sweep_file(write_config, '"train.lr" = { min = 0.01, max = 1.0, sampling = "log" }\n'
+                                                  '"data.batch_size" = { values = [8, 32] }\n'
+                                                  '"train.epochs" = { min = 1, max = 3 }\n'
+                                                  '"train.optimizer" = { values = ["sgd", "adam"] }'))
+    hp = keras_tuner.HyperParameters()
+    values = {e.key: tune.declare(hp, e) for e in config.sweep.space}
+    kinds = {h.name: type(h).__name__ for h in hp.space}
+    assert kinds == {"train.lr": "Float", "data.batch_size": "Choice", "train.epochs": "Int",
+                     "train.optimizer": "Choice"}
+    trial = tune.config_for(config, values)
+    assert trial.data.batch_size == 8 and trial.train.optimizer == "sgd" and trial.train.epochs == 1
+
+
+BAD_SPACES = [
+    ('"train.lrr" = { min = 0.1, max = 1.0 }', "not a config key that can be swept (did you mean 'train.lr'?)"),
+    ('"train.lr" = { min = 1.0, max = 0.1 }', "empty range, min 1.0 must be < max 0.1"),
+    ('"data.batch_size" = { values = [32, 64.5] }', "data.batch_size: expected an integer, got 64.5"),
+    ('"train.optimizer" = { values = ["sgd", "lbfgs"] }', 'train.optimizer: got "lbfgs"; allowed: sgd'),
+    ('"train.optimizer" = { min = 1, max = 2 }', "train.optimizer is a string, so it takes { values = [...] }"),
+    ('"train.lr" = { min = 0.0, max = 1.0, sampling = "log" }', "train.lr: got 0.0; allowed: a finite number > 0"),
+    ('"train.lr" = { min = 0.1, max = 1.0, sampling = "cubic" }', "sampling: got \"cubic\"; allowed: linear | log"),
+    ('"train.lr" = { values = [] }', "values: expected a non-empty list, got []"),
+    ('"train.lr" = 0.1', "expected a table like { min = 0.001, max = 1.0"),
+    ('"logging.root" = { values = ["a", "b"] }', "not a config key that can be swept"),
+]
+
+
+@pytest.mark.parametrize("space,message", BAD_SPACES)
+def test_bad_space_entry_is_one_line_exit_2(write_config: Callable[..., Path], space: str, message: str) -> None:
+    with pytest.raises(TfsoftmaxError) as info:
+        load_config(sweep_file(write_config, space))
+    assert message in str(info.value) and info.value.exit_code == 2
+
+
+def test_sweep_keys_take_overrides(write_config: Callable[..., Path]) -> None:
+    path = sweep_file(write_config, '"train.lr" = { min = 0.01, max = 1.0 }')
+    config = load_config(path, ["sweep.max_trials=6", "sweep.space.data.batch_size={values=[8, 16]}"])
+    assert config.sweep.max_trials == 6 and [e.key for e in config.sweep.space] == ["train.lr", "data.batch_size"]
+
+
+@pytest.mark.tensorboard
+def test_hparams_dashboard_lists_every_trial_with_every_key(write_config: Callable[..., Path],
+                                                             tensorboard: Callable) -> None:
+    config = load_config(sweep_file(write_config, '"train.lr" = { min = 0.05, max = 1.0, sampling = "log" }\n'
+                                                  '"data.batch_size" = { values = [8, 16, 32] }', trials=3))
+    result = tune.search(config)
+    assert [r.status for r in result.rows] == ["completed"] * 3
+    board = tensorboard(Path(config.logging.root))
+    body = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                                                      "STATUS_RUNNING"],
+            "colParams": [], "startIndex": 0, "sliceSize": 100}
+    board.wait_for(lambda: len(board.post("/data/plugin/hparams/session_groups", body)["sessionGroups"]) == 3)
+    experiment = board.post("/data/plugin/hparams/experiment", {"experimentName": ""})
+    assert {h["name"] for h in experiment["hparamInfos"]} == {"train.lr", "data.batch_size"}
+    assert {(m["name"]["group"], m["name"]["tag"]) for m in experiment["metricInfos"]} >= {
+        ("validation", "epoch_accuracy"), ("train", "epoch_time_s"), ("train", "epoch_examples_per_second")}
+    groups = board.post("/data/plugin/hparams/session_groups", body)["sessionGroups"]
+    by_trial = {g["name"]: g for g in groups}
+    assert set(by_trial) == {r.trial_id for r in result.rows}
+    for row in result.rows:  # the first trial included: every swept key and the objective
+        group = by_trial[row.trial_id]
+        assert set(group["hparams"]) == {"train.lr", "data.batch_size"}
+        assert group["hparams"]["train.lr"] == pytest.approx(row.values["train.lr"])
+        val_acc = [m["value"] for m in group["metricValues"]
+                   if m["name"] == {"group": "validation", "tag": "epoch_accuracy"}]
+        assert val_acc == [pytest.approx(row.score)]
+    scalars = board.get("/data/plugin/scalars/tags")
+    trial_train = f"sw/{result.rows[0].trial_id}/execution0/train"
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_time_s",
+            "epoch_examples_per_second"} <= set(scalars[trial_train])
+
+
+def test_batch_size_changes_steps_per_epoch(write_config: Callable[..., Path]) -> None:
+    config = load_config(sweep_file(write_config, '"data.batch_size" = { values = [8, 54] }', trials=2,
+                                    algorithm="grid"))
+    result = tune.search(config)
+    records = trial_records(tune.sweep_dir(config))
+    steps = {row.values["data.batch_size"]: records[row.trial_id]["history"]["steps"] for row in result.rows}
+    assert steps == {8: [14], 54: [2]}  # 108 training images
+
+
+def test_diverging_trial_is_recorded_and_the_sweep_goes_on(write_config: Callable[..., Path]) -> None:
+    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.5, 1e36, 0.2] }', trials=3,
+                                    algorithm="grid", extra="[data]\nscale = false\n"))
+    result = tune.search(config)
+    statuses = {row.values["train.lr"]: row.status for row in result.rows}
+    assert statuses == {0.5: "completed", 1e36: "diverged", 0.2: "completed"}
+    diverged = next(r for r in result.rows if r.status == "diverged")
+    assert "training loss became nan" in diverged.reason and diverged.score is None
+    assert result.rows[-1] is diverged  # ranked last, never the best
+    best = load_config(result.best_config_path)
+    assert best.train.lr != 1e36 and best.sweep.space == ()
+    saved = json.loads((tune.sweep_dir(config) / "results.json").read_text())
+    assert [t["status"] for t in saved["trials"]][-1] == "diverged"
+    assert (tune.sweep_dir(config) / "results.csv").read_text().count("\n") == 4
+
+
+def test_best_toml_runs_as_is_and_final_uses_train_plus_validation(write_config: Callable[..., Path]) -> None:
+    from tfsoftmax import train
+
+    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.05, 0.5] }', trials=2,
+                                    algorithm="grid"))
+    result = tune.search(config)
+    best = load_config(result.best_config_path)
+    assert best.train.lr == result.rows[0].values["train.lr"] and best.train.epochs == 1
+    final = tune.final_config(result.best_config_path)
+    assert final.data.validation_fraction == 0.0
+    run = train.run(final)
+    assert run.status == "completed" and json.loads((run.run_dir / "environment.json").read_text())[
+        "dataset"]["train_examples"] == 120
+
+
+def test_overwrite_leaves_no_stale_runs(write_config: Callable[..., Path]) -> None:
+    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2, 0.3] }', trials=3,
+                                    algorithm="grid"))
+    tune.search(config)
+    smaller = load_config(sweep_file(write_config, '"train.lr" = { values = [0.1] }', trials=1, algorithm="grid"))
+    tune.search(smaller, overwrite=True)
+    assert sorted(trial_records(tune.sweep_dir(config))) == ["0"]
+
+
+def _sweep_cli(path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "tfsoftmax", "sweep", str(path), *extra]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_sweep_resumes_without_repeating_trials(write_config: Callable[..., Path],
+                                                            sig: signal.Signals) -> None:
+    path = sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2, 0.3, 0.4] }', trials=4, epochs=40,
+                      algorithm="grid")
+    config = load_config(path)
+    sweep = tune.sweep_dir(config)
+    process = subprocess.Popen(_sweep_cli(path), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 240
+    while len([r for r in trial_records(sweep).values() if r["status"] == "completed"]) < 1:
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.2)
+    finished_before = {t: (sweep / t / "execution0" / "metrics.json").stat().st_mtime_ns
+                       for t, r in trial_records(sweep).items() if r["status"] == "completed"}
+    process.send_signal(sig)
+    err = process.communicate(timeout=60)[1]
+    if sig == signal.SIGINT:
+        assert process.returncode == 130 and "tfsoftmax: error: interrupted" in err
+    else:
+        assert process.returncode == -signal.SIGKILL
+    assert len(trial_records(sweep)) < 4
+    resumed = subprocess.run(_sweep_cli(path), env=_env(), capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr
+    records = trial_records(sweep)
+    assert sorted(records) == ["0", "1", "2", "3"]
+    assert all(r["status"] == "completed" for r in records.values())
+    for trial, mtime in finished_before.items():  # finished trials are kept, not run again
+        assert (sweep / trial / "execution0" / "metrics.json").stat().st_mtime_ns == mtime
+    rows = json.loads((sweep / "results.json").read_text())["trials"]
+    assert sorted(r["trial_id"] for r in rows) == ["0", "1", "2", "3"]
+    again = subprocess.run(_sweep_cli(path), env=_env(), capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0 and "Running Trial" not in again.stdout  # a finished sweep runs nothing
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_trials_and_leave_no_process(write_config: Callable[..., Path]) -> None:
+    path = sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6] }', trials=6,
+                      epochs=3, algorithm="grid")
+    result = subprocess.run(_sweep_cli(path, "--workers", "2"), env=_env(), capture_output=True, text=True,
+                            timeout=500)
+    assert result.returncode == 0, result.stderr
+    sweep = tune.sweep_dir(load_config(path))
+    records = trial_records(sweep)
+    assert sorted(records) == [str(i) for i in range(6)]
+    assert all(r["status"] == "completed" for r in records.values())
+    runners = {json.loads((sweep / t / "execution0" / "environment.json").read_text())["tuner_id"]
+               for t in records}
+    assert runners == {"worker0", "worker1"}
+    assert "workers: worker0, worker1" in result.stdout and (sweep / "best.toml").is_file()
+    assert _processes_mentioning(str(path)) == []
+
+
+def test_role_needs_oracle_and_dry_run_trains_nothing(write_config: Callable[..., Path],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from tfsoftmax import cli
+
+    path = sweep_file(write_config, '"data.batch_size" = { values = [8, 16] }', trials=5)
+    assert cli.main(["sweep", str(path), "--role", "worker"]) == 2
+    assert "--role needs --oracle HOST:PORT" in capsys.readouterr().err
+    assert cli.main(["sweep", str(path), "--role", "worker", "--oracle", "nohost"]) == 2
+    assert "--oracle: got 'nohost'; allowed: HOST:PORT" in capsys.readouterr().err
+    assert cli.main(["sweep", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "trials: 5, 1 epochs each" in out and "batch 8:" in out and "estimated time:" in out
+    assert not tune.sweep_dir(load_config(path)).exists()
+
+
+def test_empty_space_is_refused(write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from tfsoftmax import cli
+
+    assert cli.main(["sweep", str(write_config())]) == 2
+    assert "[sweep.space]: empty; open at least one key" in capsys.readouterr().err
