@@ -172,15 +172,16 @@ def _env() -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_interrupted_sweep_resumes_without_repeating_trials(write_config: Callable[..., Path],
                                                             sig: signal.Signals) -> None:
-    path = sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2, 0.3, 0.4] }', trials=4, epochs=40,
+    path = sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2, 0.3] }', trials=3, epochs=120,
                       algorithm="grid")
     config = load_config(path)
     sweep = tune.sweep_dir(config)
+    # A shell's background jobs ignore SIGINT and children inherit that; a user's Ctrl-C is not ignored.
     process = subprocess.Popen(_sweep_cli(path), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while len([r for r in trial_records(sweep).values() if r["status"] == "completed"]) < 1:
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
@@ -189,20 +190,21 @@ def test_interrupted_sweep_resumes_without_repeating_trials(write_config: Callab
                        for t, r in trial_records(sweep).items() if r["status"] == "completed"}
     process.send_signal(sig)
     err = process.communicate(timeout=60)[1]
-    if sig == signal.SIGINT:
-        assert process.returncode == 130 and "tfsoftmax: error: interrupted" in err
+    if sig != signal.SIGKILL:
+        assert process.returncode == 130 and "tfsoftmax: error: interrupted" in err, err[-3000:]
+        assert "interrupted" in [r["status"] for r in trial_records(sweep).values()]
     else:
         assert process.returncode == -signal.SIGKILL
-    assert len(trial_records(sweep)) < 4
+    assert any(r["status"] != "completed" for r in trial_records(sweep).values()) or len(trial_records(sweep)) < 3
     resumed = subprocess.run(_sweep_cli(path), env=_env(), capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr
     records = trial_records(sweep)
-    assert sorted(records) == ["0", "1", "2", "3"]
+    assert sorted(records) == ["0", "1", "2"]
     assert all(r["status"] == "completed" for r in records.values())
     for trial, mtime in finished_before.items():  # finished trials are kept, not run again
         assert (sweep / trial / "execution0" / "metrics.json").stat().st_mtime_ns == mtime
     rows = json.loads((sweep / "results.json").read_text())["trials"]
-    assert sorted(r["trial_id"] for r in rows) == ["0", "1", "2", "3"]
+    assert sorted(r["trial_id"] for r in rows) == ["0", "1", "2"]
     again = subprocess.run(_sweep_cli(path), env=_env(), capture_output=True, text=True, timeout=400)
     assert again.returncode == 0 and "Running Trial" not in again.stdout  # a finished sweep runs nothing
 

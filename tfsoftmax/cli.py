@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
 from tfsoftmax.config import Config, load_config, require_space
-from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.errors import CONFIG_ERROR, INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -106,6 +108,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_numerics(args: argparse.Namespace) -> int:
+    from tfsoftmax.numerics import DTYPES
+
+    if args.dtype not in DTYPES:
+        raise TfsoftmaxError(f"numerics: unknown dtype '{args.dtype}'; allowed: {', '.join(DTYPES)}", CONFIG_ERROR)
+    _quiet_tensorflow()
+    from tfsoftmax.numerics import report
+
+    print(report(args.dtype))
+    return 0
+
+
 def cmd_board(args: argparse.Namespace) -> int:
     logdir = Path(args.logdir)
     if not logdir.is_dir():
@@ -118,8 +132,6 @@ def cmd_board(args: argparse.Namespace) -> int:
     url = board.launch()
     print(f"TensorBoard on {logdir} at {url} (Ctrl-C to stop)", flush=True)
     try:
-        import threading
-
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
@@ -161,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address, with --role")
     p.set_defaults(func=cmd_sweep)
 
+    p = sub.add_parser("numerics", help="where exp and the naive softmax break in float64/32, bfloat16, float16")
+    p.add_argument("--dtype", default="float32", help="format for the softmax([100, 0]) check (default: float32)")
+    p.set_defaults(func=cmd_numerics)
+
     p = sub.add_parser("board", help="start TensorBoard on a log root and print its address")
     p.add_argument("logdir", nargs="?", default="logs", help="log root (default: logs)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -172,11 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; a TfsoftmaxError becomes one line on stderr and its exit code."""
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        from tfsoftmax.train import request_stop
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
     try:
         return args.func(args)
     except TfsoftmaxError as e:
         print(f"tfsoftmax: error: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:  # between epochs or trials: everything finished so far is already on disk
+        print("tfsoftmax: error: interrupted; run the same command again to resume", file=sys.stderr)
+        return INTERRUPTED
 
 
 def main_entry() -> None:

@@ -286,7 +286,15 @@ def from_dict(raw: Mapping[str, Any], source: str) -> Config:
         if section not in SECTIONS:
             raise _fail(source, f"[{section}]: unknown section{_suggest(section, list(SECTIONS))}; "
                                 f"allowed: {', '.join(SECTIONS)}")
-    return Config(**{s: _build_section(s, raw[s], source) for s in raw})
+    config = Config(**{s: _build_section(s, raw[s], source) for s in raw})
+    if config.model.kind == "scratch":
+        if config.train.optimizer != "sgd":
+            raise _fail(source, 'model.kind "scratch" trains with its own minibatch SGD; set train.optimizer = '
+                                f'"sgd" (got "{config.train.optimizer}")')
+        if any(e.key == "train.optimizer" and set(e.values) != {"sgd"} for e in config.sweep.space):
+            raise _fail(source, 'sweep.space."train.optimizer": model.kind "scratch" trains with its own '
+                                'minibatch SGD only; allowed: values = ["sgd"]')
+    return config
 
 
 def to_dict(config: Config) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Sequence
 
-from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.errors import CONFIG_ERROR, INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
 
 TUNER_ID, ORACLE_IP, ORACLE_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
 WORKER_GRACE_S = 60.0  # after the chief finishes, workers get this long to see "no more trials" and exit
@@ -106,5 +106,5 @@ def launch(sweep_args: Sequence[str], workers: int) -> list[str]:
     except KeyboardInterrupt:
         _stop(pool)
         raise TfsoftmaxError("sweep interrupted; all processes stopped; run the same command again to resume",
-                             130) from None
+                             INTERRUPTED) from None
     return [names[p.pid] for p in pool[1:]]

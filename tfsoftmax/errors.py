@@ -8,6 +8,9 @@ CONFIG_ERROR = 2
 RUNTIME_ERROR = 1
 """Exit code for expected failures while working: missing data files, a diverged run."""
 
+INTERRUPTED = 130
+"""Exit code for Ctrl-C or SIGTERM, as the shell reports a process ended by SIGINT."""
+
 
 class TfsoftmaxError(Exception):
     """An error the user can act on; `cli.main` prints it on one line and exits with `exit_code`."""

@@ -37,7 +37,9 @@ def build_model(image_shape: tuple[int, ...], num_classes: int, model_cfg: Model
         model = keras.Sequential([
             keras.Input(shape=image_shape),
             keras.layers.Flatten(),
-            keras.layers.Dense(num_classes,
+            # Named, not numbered: Keras would call the second model in a process "dense_1", and the
+            # TensorBoard weight tags (softmax_regression/dense/kernel) must match across runs.
+            keras.layers.Dense(num_classes, name="dense",
                                kernel_initializer=keras.initializers.RandomNormal(
                                    mean=0.0, stddev=model_cfg.init_stddev, seed=train.seed),
                                bias_initializer="zeros"),

@@ -9,6 +9,7 @@ importing the package still loads no TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import keras
@@ -20,11 +21,12 @@ from tfsoftmax.errors import CONFIG_ERROR, TfsoftmaxError
 
 
 def naive_cross_entropy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-    """D2L's first loss: softmax, then -log of the true class; NaN or inf once logits pass ~88."""
+    """D2L's first loss: softmax, then -log of the true class; inf or NaN once float32 exp leaves its
+    range, i.e. a logit past ~88.7 or a true class ~87 below its row's max."""
     return ops.cross_entropy(ops.softmax(logits), labels)
 
 
-LOSSES = {"stable": ops.cross_entropy_from_logits, "naive": naive_cross_entropy}
+_LOSSES = {"stable": ops.cross_entropy_from_logits, "naive": naive_cross_entropy}
 
 
 class _Parameters(keras.layers.Layer):
@@ -38,7 +40,7 @@ class _Parameters(keras.layers.Layer):
         self.kernel = self.add_weight(shape=(num_inputs, num_classes), name="kernel",
                                       initializer=keras.initializers.RandomNormal(0.0, init_stddev, seed=seed))
         self.bias = self.add_weight(shape=(num_classes,), name="bias", initializer="zeros")
-        self.built = True
+        self.built = True  # the shapes are known up front: nothing is left for `build`
 
 
 @keras.saving.register_keras_serializable(package="tfsoftmax")
@@ -61,12 +63,9 @@ class ScratchSoftmax(keras.Model):
         self.num_classes = num_classes
         self.model_cfg = model_cfg
         self.train_cfg = train
-        num_inputs = 1
-        for size in self.image_shape:
-            num_inputs *= size
         with keras.name_scope(self.name):
-            self.params = _Parameters(num_inputs, num_classes, model_cfg.init_stddev, train.seed)
-        self.loss_fn = LOSSES[model_cfg.loss]
+            self.params = _Parameters(math.prod(self.image_shape), num_classes, model_cfg.init_stddev, train.seed)
+        self.loss_fn = _LOSSES[model_cfg.loss]
         self.loss_mean = keras.metrics.Mean(name="loss")
         self.accuracy_mean = keras.metrics.Mean(name="accuracy")
 
@@ -91,17 +90,17 @@ class ScratchSoftmax(keras.Model):
         x, y = data
         params = [self.W, self.b]
         with tf.GradientTape() as tape:
-            logits = self(x, training=True)
+            logits = self(x)
             loss = self.loss_fn(logits, y)
-        # The learning rate lives in the compiled optimiser, so train.py's per-epoch log and
-        # TensorBoard's learning_rate read the value actually used, and a schedule would apply.
+        # The learning rate lives in the compiled optimiser, and its step counter is kept: train.py's
+        # per-epoch log and TensorBoard read the value actually used, and a schedule would apply.
         ops.sgd_update(params, tape.gradient(loss, params), self.optimizer.learning_rate)
         self.optimizer.iterations.assign_add(1)
         return self._update_metrics(loss, logits, y)
 
     def test_step(self, data: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
         x, y = data
-        logits = self(x, training=False)
+        logits = self(x)
         return self._update_metrics(self.loss_fn(logits, y), logits, y)
 
     def _update_metrics(self, loss: tf.Tensor, logits: tf.Tensor, y: tf.Tensor) -> dict[str, tf.Tensor]:

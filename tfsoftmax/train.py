@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +13,24 @@ from typing import TYPE_CHECKING, Any
 
 from tfsoftmax import data as data_lib
 from tfsoftmax.config import Config, to_toml
-from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.errors import INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import write_json, write_text
 
 if TYPE_CHECKING:
     import keras
 
-INTERRUPTED_EXIT = 130  # the shell's code for a process ended by Ctrl-C
+
+
+STOP = threading.Event()
+"""Set by the first Ctrl-C or SIGTERM (see `request_stop`): training stops cleanly at the next batch."""
+
+
+def request_stop(signum: int, frame: object) -> None:
+    """Signal handler: stop at the next batch end with the record written; a second signal stops now."""
+    if STOP.is_set():
+        raise KeyboardInterrupt
+    STOP.set()
+    print("\nstopping after this batch (press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -110,6 +122,9 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             self.steps = batch + 1
+            if STOP.is_set():
+                self.model.stop_training = True
+                return
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(float(loss)) and self.divergence is None:
                 self.divergence = {"epoch": self.epoch + 1, "batch": batch + 1,
@@ -118,8 +133,8 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
                 self.model.stop_training = True
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if self.divergence is not None:
-                return  # the half-epoch that diverged is not a finished epoch
+            if self.divergence is not None or STOP.is_set():
+                return  # a half-epoch that diverged or was stopped is not a finished epoch
             for key, value in (logs or {}).items():
                 self.history.setdefault(key, []).append(float(value))
             self.history.setdefault("steps", []).append(self.steps)
@@ -148,10 +163,12 @@ def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Pa
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, shuffle=False,
                   callbacks=[stats, record, *callbacks], **fit_kwargs)
+        if STOP.is_set():
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         record.write(status="interrupted")
         raise TfsoftmaxError(f"interrupted after {len(record.history.get('loss', []))} finished epoch(s); "
-                             f"the record so far is in {run_dir}", INTERRUPTED_EXIT) from None
+                             f"the record so far is in {run_dir}", INTERRUPTED) from None
     return record
 
 

@@ -113,6 +113,8 @@ def make_tuner(config: Config, hypermodel: Any, overwrite: bool = False) -> Any:
 
     class Tuner(base):  # type: ignore[misc, valid-type]
         def on_trial_begin(self, trial: Any) -> None:
+            if train.STOP.is_set():  # stopped between trials: the finished ones are saved, start no more
+                raise KeyboardInterrupt
             # A trial re-run after an interruption starts from a clean folder, before keras-tuner opens
             # its HParams writer there: no stale events or records beside the new ones.
             stale = sweep_dir(config) / trial.trial_id
@@ -120,10 +122,26 @@ def make_tuner(config: Config, hypermodel: Any, overwrite: bool = False) -> Any:
                 shutil.rmtree(stale)
             super().on_trial_begin(trial)
 
-    cls = Tuner
     if sweep.algorithm == "hyperband":
-        return cls(max_epochs=trial_epochs(config), factor=3, **common)
-    return cls(max_trials=sweep.max_trials, **common)
+        return Tuner(max_epochs=trial_epochs(config), factor=3, **common)
+    tuner = Tuner(max_trials=sweep.max_trials, **common)
+    if isinstance(tuner.oracle, keras_tuner.oracles.GridSearchOracle):
+        restore_grid_order(tuner.oracle)
+    return tuner
+
+
+def restore_grid_order(oracle: Any) -> None:
+    """keras-tuner's grid oracle does not save the order in which it walks the grid, so a resumed grid
+    search fails; rebuild that order from the trials on disk, sorted by the oracle's own comparison."""
+    import functools
+
+    if not oracle.trials or oracle._populate_next:
+        return
+    order = sorted(oracle.trials, key=functools.cmp_to_key(lambda a, b: oracle._compare(
+        oracle.trials[a].hyperparameters.values, oracle.trials[b].hyperparameters.values)))
+    for trial_id in order:
+        oracle._ordered_ids.insert(trial_id)
+    oracle._populate_next.extend(order)
 
 
 def write_hparams_config(config: Config) -> None:
@@ -310,7 +328,10 @@ def collect(config: Config, started: float) -> SweepResult:
         raise TfsoftmaxError(f"sweep: no keras-tuner state in {tuner_dir}", RUNTIME_ERROR)
     dataset = data_lib.load_dataset(config.data)
     hypermodel = make_hypermodel(config, dataset, data_lib.split(dataset, config.data))
-    rows = results(config, make_tuner(config, hypermodel))
+    tuner = make_tuner(config, hypermodel)
+    # The tuner reloads only its own id's state (absent after a distributed sweep): read the oracle's.
+    tuner.oracle.reload()
+    rows = results(config, tuner)
     best = write_results(config, rows)
     return SweepResult(sweep_dir=sweep_dir(config), rows=rows, best_config_path=best,
                        wall_time_s=time.perf_counter() - started)
