@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -132,14 +134,32 @@ class Board:
 
 
 @pytest.fixture
-def tensorboard() -> Callable[[Path], Board]:
-    """Start TensorBoard in-process on a log root (the Python loader, reloading every second)."""
-    from tensorboard import program
+def tensorboard() -> Iterator[Callable[[Path], Board]]:
+    """Start TensorBoard servers (own processes, the Python loader, reloading every second) on log roots;
+    stopped at the end of the test. In-process servers can abort the interpreter at exit."""
+    processes: list[subprocess.Popen] = []
 
     def start(logdir: Path) -> Board:
-        board = program.TensorBoard()
-        board.configure(argv=[None, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(free_port()),
-                              "--load_fast", "false", "--reload_interval", "1"])
-        return Board(board.launch())
+        port = free_port()
+        process = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+                                    "--host", "127.0.0.1", "--port", str(port), "--load_fast", "false",
+                                    "--reload_interval", "1"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        processes.append(process)
+        board = Board(f"http://127.0.0.1:{port}")
 
-    return start
+        def up() -> bool:
+            assert process.poll() is None, "TensorBoard exited"
+            try:
+                board.get("/data/runs")
+                return True
+            except OSError:
+                return False
+
+        board.wait_for(up)
+        return board
+
+    yield start
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)
