@@ -141,3 +141,20 @@ def test_directory_and_binary_file(tmp_path: Path) -> None:
 def test_default_config_equals_empty_file(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, ""))
     assert config == Config(logging=config.logging)
+
+
+def test_file_error_is_blamed_on_the_file_not_an_unrelated_override(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[train]\nlr = -1\n")
+    with pytest.raises(TfsoftmaxError, match=rf"^{path}: train.lr: got -1.0"):
+        load_config(path, ["train.epochs=5"])
+
+
+def test_naive_loss_belongs_to_the_scratch_model(tmp_path: Path) -> None:
+    with pytest.raises(TfsoftmaxError, match='model.loss: "naive" is the from-scratch model\'s lesson'):
+        load_config(_write(tmp_path, '[model]\nloss = "naive"\n'))
+    assert load_config(_write(tmp_path, '[model]\nkind = "scratch"\nloss = "naive"\n')).model.loss == "naive"
+
+
+def test_strings_with_quotes_and_backslashes_round_trip(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, ""), ['logging.root=\'we"ird\\path\''])
+    assert from_dict(tomllib.loads(to_toml(config)), "saved") == config

@@ -32,8 +32,6 @@ def test_split_carves_validation_from_train(tiny_data_dir: Path) -> None:
     assert len(splits.val[1]) == TINY_TRAIN // 4 and len(splits.train[1]) == TINY_TRAIN - TINY_TRAIN // 4
     assert len(splits.test[1]) == TINY_TEST and not splits.val_is_test
     assert splits.train[0].dtype == np.float32 and 0.0 <= splits.train[0].min() and splits.train[0].max() <= 1.0
-    merged = data.merged_train(splits)
-    assert len(merged.train[1]) == TINY_TRAIN and merged.val_is_test
 
 
 def test_validation_fraction_zero_validates_on_test(tiny_data_dir: Path) -> None:

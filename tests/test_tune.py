@@ -66,6 +66,7 @@ BAD_SPACES = [
     ('"train.lr" = { values = [] }', "values: expected a non-empty list, got []"),
     ('"train.lr" = 0.1', "expected a table like { min = 0.001, max = 1.0"),
     ('"logging.root" = { values = ["a", "b"] }', "not a config key that can be swept"),
+    ('"data.scale" = { values = [true, false] }', "allowed: data.batch_size or a [model] or [train] key"),
 ]
 
 
@@ -245,7 +246,7 @@ def test_role_needs_oracle_and_dry_run_trains_nothing(write_config: Callable[...
 
     path = sweep_file(write_config, '"data.batch_size" = { values = [8, 16] }', trials=5)
     assert cli.main(["sweep", str(path), "--role", "worker"]) == 2
-    assert "--role needs --oracle HOST:PORT" in capsys.readouterr().err
+    assert "--role and --oracle go together" in capsys.readouterr().err
     assert cli.main(["sweep", str(path), "--role", "worker", "--oracle", "nohost"]) == 2
     assert "--oracle: got 'nohost'; allowed: HOST:PORT" in capsys.readouterr().err
     assert cli.main(["sweep", str(path), "--dry-run"]) == 0

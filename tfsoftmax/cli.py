@@ -58,8 +58,8 @@ def _sweep_args(args: argparse.Namespace) -> list[str]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     config = _config(args)
-    if args.role and not args.oracle:
-        raise TfsoftmaxError("--role needs --oracle HOST:PORT (the chief's address)", CONFIG_ERROR)
+    if bool(args.role) != bool(args.oracle):
+        raise TfsoftmaxError("--role and --oracle go together: --role chief|worker --oracle HOST:PORT (the chief's address)", CONFIG_ERROR)
     if args.role and (args.workers or args.final or args.overwrite or args.dry_run):
         raise TfsoftmaxError("--role runs one side of a distributed sweep; --workers, --final, --overwrite and "
                              "--dry-run belong to the launching command", CONFIG_ERROR)
@@ -188,9 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; a TfsoftmaxError becomes one line on stderr and its exit code."""
     args = build_parser().parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
+    graceful = args.command == "run" or (args.command == "sweep" and not args.workers)
+    if graceful and threading.current_thread() is threading.main_thread():
         from tfsoftmax.train import request_stop
 
+        # Training stops at the next batch end with its record written; the launcher and board stop at once.
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
     try:

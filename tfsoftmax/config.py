@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import re
 import tomllib
@@ -32,9 +33,9 @@ _TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[A-Za-z0-9_.\-]+)?(:[0-9]+\.[0-9]+\.
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
-def _spec(default: Any, check: Check | None = None, allowed: str = "", doc: str = "") -> Any:
+def _spec(default: Any, check: Check | None = None, allowed: str = "") -> Any:
     """A field with its check and the human description of what it allows."""
-    return field(default=default, metadata={"check": check, "allowed": allowed, "doc": doc})
+    return field(default=default, metadata={"check": check, "allowed": allowed})
 
 
 def _positive(v: float) -> bool:
@@ -138,11 +139,6 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
-    def get(self, dotted: str) -> Any:
-        """The value of `section.key`."""
-        section, key = dotted.split(".", 1)
-        return getattr(getattr(self, section), key)
-
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
             "logging": LoggingConfig, "sweep": SweepConfig}
@@ -162,7 +158,7 @@ def _toml_repr(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return f'"{value}"'
+        return json.dumps(value)  # a JSON string is a valid TOML basic string, escapes included
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else
                                                           ("inf" if value > 0 else "-inf"))
@@ -208,9 +204,10 @@ def check_value(section: str, name: str, value: Any, source: str) -> Any:
 
 
 def _tunable_keys() -> list[str]:
-    return [f"{s}.{f.name}" for s, cls in SECTIONS.items() if s != "sweep"
-            for f in dataclasses.fields(cls)
-            if typing.get_type_hints(cls)[f.name] in (int, float, str, bool)]
+    """Keys a sweep may open: [model] and [train] ones, and the batch size. The other [data] keys
+    would change the split itself, which a sweep loads once for all its trials."""
+    return ["data.batch_size"] + [f"{s}.{f.name}" for s in ("model", "train")
+                                 for f in dataclasses.fields(SECTIONS[s])]
 
 
 def _parse_space_entry(key: str, raw: Any, source: str) -> SpaceEntry:
@@ -218,7 +215,7 @@ def _parse_space_entry(key: str, raw: Any, source: str) -> SpaceEntry:
     tunable = _tunable_keys()
     if key not in tunable or key.startswith("logging."):
         raise _fail(source, f"{where}: not a config key that can be swept{_suggest(key, tunable)}; "
-                            "allowed: a [data], [model] or [train] key such as \"train.lr\"")
+                            "allowed: data.batch_size or a [model] or [train] key such as \"train.lr\"")
     if not isinstance(raw, dict):
         raise _fail(source, f"{where}: expected a table like {{ min = 0.001, max = 1.0, sampling = \"log\" }} "
                             f"or {{ values = [...] }}, got {_toml_repr(raw)}")
@@ -287,6 +284,9 @@ def from_dict(raw: Mapping[str, Any], source: str) -> Config:
             raise _fail(source, f"[{section}]: unknown section{_suggest(section, list(SECTIONS))}; "
                                 f"allowed: {', '.join(SECTIONS)}")
     config = Config(**{s: _build_section(s, raw[s], source) for s in raw})
+    if config.model.kind == "keras" and config.model.loss != "stable":
+        raise _fail(source, 'model.loss: "naive" is the from-scratch model\'s lesson; set model.kind = "scratch" '
+                            '(the Keras model always uses the stable loss from logits)')
     if config.model.kind == "scratch":
         if config.train.optimizer != "sgd":
             raise _fail(source, 'model.kind "scratch" trains with its own minibatch SGD; set train.optimizer = '
@@ -341,10 +341,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise _fail(source, f"'{path}' is not section.key; allowed sections: {', '.join(SECTIONS)}")
     raw = raw.strip()
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        return parts, tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw
-    return parts, value
+        return parts, raw
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -390,6 +389,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise _fail(str(path), f"invalid TOML: {e}") from None
+    from_dict(raw, str(path))  # the file's own mistakes are named as the file's, before any --set
     config = from_dict(apply_overrides(raw, overrides), str(path))
     if config.logging.experiment == "":
         name = re.sub(r"[^A-Za-z0-9_.\-]", "_", path.stem)

@@ -8,7 +8,6 @@ images are never decoded or copied through a shuffle buffer again.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import difflib
 import fcntl
 import hashlib
@@ -122,6 +121,9 @@ def _builder(cfg: DataConfig):  # noqa: ANN202 (a tfds builder; typing it would 
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise TfsoftmaxError(f"data.dataset: unknown TFDS dataset '{cfg.dataset}'{hint}; allowed: a TFDS "
                              "image-classification dataset with 'image' and 'label' features", CONFIG_ERROR) from None
+    except (ValueError, AssertionError) as e:  # an unknown config or version of a known dataset
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TfsoftmaxError(f"data.dataset: '{cfg.dataset}': {first}", CONFIG_ERROR) from None
     features = builder.info.features
     if "image" not in features or "label" not in features or not hasattr(features["label"], "names"):
         raise TfsoftmaxError(f"data.dataset: '{cfg.dataset}' has features {sorted(features)}; allowed: a "
@@ -206,15 +208,6 @@ def split(dataset: Dataset, cfg: DataConfig) -> Splits:
     val, train = order[:n_val], order[n_val:]
     return Splits(train=(train_x[train], dataset.train_y[train]), val=(train_x[val], dataset.train_y[val]),
                   test=test, val_is_test=False)
-
-
-def merged_train(splits: Splits) -> Splits:
-    """Train on train+validation (a final refit); validation becomes the test split."""
-    if splits.val_is_test:
-        return splits
-    x = np.concatenate([splits.train[0], splits.val[0]])
-    y = np.concatenate([splits.train[1], splits.val[1]])
-    return dataclasses.replace(splits, train=(x, y), val=splits.test, val_is_test=True)
 
 
 def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:

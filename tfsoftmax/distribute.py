@@ -8,6 +8,7 @@ stops them all as soon as one fails, on Ctrl-C, or when the chief is done.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -51,13 +52,15 @@ def _stop(processes: Sequence[subprocess.Popen], grace_s: float = 10.0) -> None:
     """SIGTERM every live process group, then SIGKILL what is left after `grace_s`."""
     for p in processes:
         if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # it may end between poll and kill
+                os.killpg(p.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     for p in processes:
         try:
             p.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
             p.wait()
 
 

@@ -98,13 +98,18 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.start = time.perf_counter()
+            self.train_end: float | None = None
+
+        def on_test_begin(self, logs: dict | None = None) -> None:
+            # Keras validates before on_epoch_end: throughput counts the training steps only.
+            self.train_end = self.train_end or time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            seconds = time.perf_counter() - self.start
+            end = time.perf_counter()
             if logs is not None:
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-                logs["time_s"] = seconds
-                logs["examples_per_second"] = n_train / seconds
+                logs["time_s"] = end - self.start
+                logs["examples_per_second"] = n_train / ((self.train_end or end) - self.start)
 
     class RunRecord(keras.callbacks.Callback):
         """Stops at the first non-finite loss and keeps metrics.json current after every epoch."""
@@ -165,6 +170,9 @@ def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Pa
                   callbacks=[stats, record, *callbacks], **fit_kwargs)
         if STOP.is_set():
             raise KeyboardInterrupt
+    except Exception:
+        record.write(status="failed")  # a bug: the record says so, the traceback says where
+        raise
     except KeyboardInterrupt:
         record.write(status="interrupted")
         raise TfsoftmaxError(f"interrupted after {len(record.history.get('loss', []))} finished epoch(s); "
@@ -237,6 +245,7 @@ def run(config: Config) -> RunResult:
         TfsoftmaxError: missing data, an unwritable log root, or Ctrl-C (after the record is written).
     """
     started = time.perf_counter()
+    STOP.clear()
     dataset = data_lib.load_dataset(config.data)
     splits = data_lib.split(dataset, config.data)
     run_dir = make_run_dir(config)

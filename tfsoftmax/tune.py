@@ -99,14 +99,14 @@ def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.
     return HyperModel()
 
 
-def make_tuner(config: Config, hypermodel: Any, overwrite: bool = False) -> Any:
+def make_tuner(config: Config, hypermodel: Any) -> Any:
     """The keras-tuner tuner named by `sweep.algorithm`, its project in `<sweep>/tuner`."""
     import keras_tuner
 
     sweep = config.sweep
     common = dict(hypermodel=hypermodel, objective=sweep.objective, seed=sweep.seed,
                   executions_per_trial=sweep.executions_per_trial, directory=str(sweep_dir(config)),
-                  project_name="tuner", overwrite=overwrite,
+                  project_name="tuner", overwrite=False,
                   # A failed trial is recorded with its reason and the search goes on, however many fail.
                   max_consecutive_failed_trials=MAX_TRIALS_EVER)
     base = getattr(keras_tuner, TUNERS[sweep.algorithm])
@@ -299,6 +299,7 @@ def search(config: Config, overwrite: bool = False) -> SweepResult | None:
     from keras_tuner.src.distribute import utils as dist_utils
 
     started = time.perf_counter()
+    train.STOP.clear()
     dataset, splits = prepare(config, overwrite and not dist_utils.has_chief_oracle())
     sweep_dir(config).mkdir(parents=True, exist_ok=True)
     tuner = make_tuner(config, make_hypermodel(config, dataset, splits))
