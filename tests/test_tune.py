@@ -260,3 +260,13 @@ def test_empty_space_is_refused(write_config: Callable[..., Path], capsys: pytes
 
     assert cli.main(["sweep", str(write_config())]) == 2
     assert "[sweep.space]: empty; open at least one key" in capsys.readouterr().err
+
+
+def test_scratch_model_sweeps_like_the_keras_one(write_config: Callable[..., Path]) -> None:
+    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.2, 0.5] }', trials=2,
+                                    algorithm="grid", extra='[model]\nkind = "scratch"\n'))
+    result = tune.search(config)
+    assert [r.status for r in result.rows] == ["completed", "completed"]
+    records = trial_records(tune.sweep_dir(config))
+    assert all(r["history"]["val_accuracy"] for r in records.values())
+    assert load_config(result.best_config_path).model.kind == "scratch"
