@@ -173,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address, with --role")
     p.set_defaults(func=cmd_sweep)
 
+    from tfsoftmax import compare
+
+    p = sub.add_parser("compare", help="tables and PNG figures comparing finished runs, experiments or sweeps")
+    compare.configure_parser(p)
+    p.set_defaults(func=compare.command)
+
     p = sub.add_parser("numerics", help="where exp and the naive softmax break in float64/32, bfloat16, float16")
     p.add_argument("--dtype", default="float32", help="format for the softmax([100, 0]) check (default: float32)")
     p.set_defaults(func=cmd_numerics)

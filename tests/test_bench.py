@@ -1,0 +1,95 @@
+"""The benchmark's own loops learn, and its table and JSON name every method. No timing assertions:
+speed is what `tfsoftmax bench` reports, not what tests check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tfsoftmax import bench, load_config
+from tfsoftmax.errors import TfsoftmaxError
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench.configure_parser(parser)
+    return parser.parse_args(list(argv))
+
+
+def _tiny(write_config: Callable[..., Path]) -> tuple:
+    from tfsoftmax import data
+
+    config = load_config(write_config())
+    dataset = data.load_dataset(config.data)
+    return config, dataset, data.split(dataset, config.data)
+
+
+def test_numpy_floor_learns_tiny_data(write_config: Callable[..., Path]) -> None:
+    config, dataset, splits = _tiny(write_config)
+    result = bench.numpy_sgd(dataset, splits, config, epochs=3)
+    assert len(result.epoch_s) == 3  # the warm-up epoch is dropped
+    assert result.test_accuracy >= 0.9
+
+
+def test_eager_loop_learns_tiny_data(write_config: Callable[..., Path]) -> None:
+    config, dataset, splits = _tiny(write_config)
+    result = bench.time_eager(dataset, splits, config, epochs=3)
+    assert len(result.epoch_s) == 3
+    assert result.test_accuracy >= 0.9
+
+
+def _fake_report() -> dict:
+    results = {name: bench.MethodResult(warmup_s=1.0, epoch_s=[0.1 * (i + 1)] * 3, test_accuracy=0.8,
+                                        with_val_s=[0.2] * 3 if "fit" in name or i < 2 else None)
+               for i, name in enumerate(bench.METHODS)}
+    return {"epochs": 3, "train_examples": 1000, "batch_size": 256,
+            "methods": bench.summarize(results, n_train=1000),
+            "whole_run": {"wall_s": 12.5, "in_run_wall_s": 9.0, "epochs": 10, "test_accuracy": 0.83},
+            "sweep": [{"workers": w, "trials": 12, "completed": 12, "epochs": 3, "wall_s": 60.0 / w,
+                       "trials_per_min": 12.0 * w} for w in (1, 2)]}
+
+
+def test_ratio_is_relative_to_the_numpy_floor() -> None:
+    methods = _fake_report()["methods"]
+    assert methods["numpy"]["ratio_to_floor"] == 1.0
+    assert methods["tfsoftmax"]["ratio_to_floor"] == pytest.approx(0.1 / 0.3)
+
+
+def test_table_names_every_method_the_whole_run_and_the_sweep() -> None:
+    table = bench.format_table(_fake_report())
+    for label in bench.METHODS.values():
+        assert label in table
+    assert "whole `tfsoftmax run`: 12.5 s" in table
+    assert "1 worker(s)" in table and "2 worker(s)" in table and "24.00 trials/min" in table
+
+
+def test_command_writes_every_method_to_json(write_config: Callable[..., Path], tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench.json"
+    code = bench.command(_args(str(write_config()), "--epochs", "1", "--no-whole-run", "--out", str(out)))
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert set(report["methods"]) == set(bench.METHODS)
+    for method in report["methods"].values():
+        assert {"warmup_s", "epoch_s", "median_epoch_s", "images_per_s", "ratio_to_floor", "test_accuracy"} <= set(method)
+        assert len(method["epoch_s"]) == 1
+    assert report["whole_run"] is None and report["sweep"] is None
+    assert report["train_examples"] == 108  # 120 tiny images less the 10% validation split
+    assert bench.METHODS["numpy"] in capsys.readouterr().out
+
+
+def test_parser_defaults_to_the_reference_config_and_five_epochs() -> None:
+    args = _args()
+    assert (args.config, args.epochs, args.out) == ("experiments/fashion_mnist.toml", 5, "logs/bench.json")
+    assert not args.sweep and not args.no_whole_run
+
+
+def test_non_sgd_optimizer_is_a_config_error(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    path = write_config("[train]\noptimizer = \"adam\"")
+    with pytest.raises(TfsoftmaxError, match=r"train.optimizer: bench compares minibatch SGD.*\"adam\"") as e:
+        bench.command(_args(str(path), "--out", str(tmp_path / "b.json")))
+    assert e.value.exit_code == 2
