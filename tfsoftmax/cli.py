@@ -179,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.configure_parser(p)
     p.set_defaults(func=compare.command)
 
+    from tfsoftmax import bench
+
+    p = sub.add_parser("bench", help="seconds per epoch against the NumPy floor, the eager loop and plain fit")
+    bench.configure_parser(p)
+    p.set_defaults(func=bench.command)
+
     p = sub.add_parser("numerics", help="where exp and the naive softmax break in float64/32, bfloat16, float16")
     p.add_argument("--dtype", default="float32", help="format for the softmax([100, 0]) check (default: float32)")
     p.set_defaults(func=cmd_numerics)

@@ -120,13 +120,17 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
             self.status = "running"
             self.divergence: dict[str, Any] | None = None
             self.epoch = 0
-            self.steps = 0
+            self.first_step = 0
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.epoch = epoch
+            self.first_step = self._iterations()
+
+        def _iterations(self) -> int:
+            # The optimizer counts real steps; batch indices jump by steps_per_execution.
+            return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            self.steps = batch + 1
             if STOP.is_set():
                 self.model.stop_training = True
                 return
@@ -142,7 +146,7 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
                 return  # a half-epoch that diverged or was stopped is not a finished epoch
             for key, value in (logs or {}).items():
                 self.history.setdefault(key, []).append(float(value))
-            self.history.setdefault("steps", []).append(self.steps)
+            self.history.setdefault("steps", []).append(self._iterations() - self.first_step)
             self.write(status="running")
 
         def write(self, status: str, test: dict[str, float] | None = None, wall_time_s: float | None = None,
