@@ -141,7 +141,7 @@ def time_plain_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int
     default compile (on CPU: no XLA, one step per execution), validation on the same split."""
     import tensorflow as tf
 
-    plain = override(config, {"model.kind": "keras", "train.steps_per_execution": 1, "train.jit_compile": False})
+    plain = override(config, {"model.kind": "keras", "train.steps_per_execution": 1})
     model = _build(dataset, plain)
     x, y = splits.train
     train_ds = (tf.data.Dataset.from_tensor_slices((x, y)).cache().shuffle(len(x))
@@ -353,7 +353,7 @@ def command(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"config": args.config, "overrides": overrides, "epochs": args.epochs,
                               "warmup_epochs": 1, "train_examples": n_train, "batch_size": config.data.batch_size,
                               "lr": config.train.lr, "steps_per_execution": config.train.steps_per_execution,
-                              "jit_compile": config.train.jit_compile, "machine": machine}
+                              "machine": machine}
     report["methods"] = summarize(measure(dataset, splits, config, args.epochs, progress), n_train)
     report["whole_run"] = None
     if not args.no_whole_run:

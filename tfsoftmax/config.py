@@ -92,8 +92,6 @@ class TrainConfig:
     # with `tfsoftmax bench` at batch 256: 0.31 s/epoch at 1, 0.14 at 8, 0.107 at 64 (the NumPy floor
     # is 0.053); batch-end checks (divergence, Ctrl-C) then run every 64 steps.
     steps_per_execution: int = _spec(64, _at_least(1), "an integer >= 1")
-    # XLA: measured no faster at 64 steps per execution (0.106 vs 0.107 s/epoch), and it costs compile time.
-    jit_compile: bool = _spec(False, None, "true or false")
 
 
 @dataclass(frozen=True)

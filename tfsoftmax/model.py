@@ -48,5 +48,6 @@ def build_model(image_shape: tuple[int, ...], num_classes: int, model_cfg: Model
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"],
                   steps_per_execution=train.steps_per_execution,
-                  jit_compile=train.jit_compile)
+                  # Keras turns XLA off under deterministic ops, which reproducible runs need.
+                  jit_compile=False)
     return model
