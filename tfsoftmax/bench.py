@@ -83,30 +83,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                         "(minutes)")
 
 
-def _epoch_timer() -> Any:
-    """A Keras callback timing each epoch: the training pass alone and the whole epoch with validation."""
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.train_s: list[float] = []
-            self.total_s: list[float] = []
-
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.start = time.perf_counter()
-            self.train_end: float | None = None
-
-        def on_test_begin(self, logs: dict | None = None) -> None:
-            # Keras validates before on_epoch_end: the first test_begin of an epoch ends its training pass.
-            self.train_end = self.train_end or time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            end = time.perf_counter()
-            self.train_s.append((self.train_end or end) - self.start)
-            self.total_s.append(end - self.start)
-
-    return EpochTimer()
+def _timed(history: dict[str, list[float]], n_train: int, test_accuracy: float) -> MethodResult:
+    """Epoch times from the history `train.epoch_stats` fills: whole epochs, and training passes
+    recovered from the throughput; the first epoch is the warm-up."""
+    train_s = [n_train / rate for rate in history["examples_per_second"]]
+    return MethodResult(warmup_s=history["time_s"][0], epoch_s=train_s[1:], with_val_s=history["time_s"][1:],
+                        test_accuracy=test_accuracy)
 
 
 def _build(dataset: Dataset, config: Config) -> keras.Model:
@@ -128,12 +110,11 @@ def time_run_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int) 
     from tfsoftmax import train
 
     model = _build(dataset, config)
-    timer = _epoch_timer()
     with tempfile.TemporaryDirectory(prefix="tfsoftmax-bench-") as tmp, contextlib.redirect_stdout(sys.stderr):
         run_dir = Path(tmp)
-        train.fit(model, splits, config, run_dir, [train.tensorboard_callback(run_dir, config), timer], epochs + 1)
-    return MethodResult(warmup_s=timer.total_s[0], epoch_s=timer.train_s[1:], with_val_s=timer.total_s[1:],
-                        test_accuracy=_test_accuracy(model, splits))
+        record = train.fit(model, splits, config, run_dir, [train.tensorboard_callback(run_dir, config)],
+                           epochs + 1)
+    return _timed(record.history, len(splits.train[1]), _test_accuracy(model, splits))
 
 
 def time_plain_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> MethodResult:
@@ -141,18 +122,19 @@ def time_plain_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int
     default compile (on CPU: no XLA, one step per execution), validation on the same split."""
     import tensorflow as tf
 
+    from tfsoftmax import train
+
     plain = override(config, {"model.kind": "keras", "train.steps_per_execution": 1})
     model = _build(dataset, plain)
     x, y = splits.train
     train_ds = (tf.data.Dataset.from_tensor_slices((x, y)).cache().shuffle(len(x))
                 .batch(config.data.batch_size).prefetch(tf.data.AUTOTUNE))
     val_ds = tf.data.Dataset.from_tensor_slices(splits.val).batch(config.data.batch_size)
-    timer = _epoch_timer()
     with contextlib.redirect_stdout(sys.stderr):
         # shuffle=False only silences Keras' warning that it cannot shuffle a tf.data.Dataset itself.
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs + 1, verbose=2, shuffle=False, callbacks=[timer])
-    return MethodResult(warmup_s=timer.total_s[0], epoch_s=timer.train_s[1:], with_val_s=timer.total_s[1:],
-                        test_accuracy=_test_accuracy(model, splits))
+        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs + 1, verbose=2, shuffle=False,
+                            callbacks=[train.epoch_stats(len(x))])
+    return _timed(history.history, len(x), _test_accuracy(model, splits))
 
 
 def time_eager(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> MethodResult:

@@ -90,7 +90,9 @@ def environment(dataset: data_lib.Dataset, manual_dir: str) -> dict[str, Any]:
                         "train_examples": int(len(dataset.train_y)), "test_examples": int(len(dataset.test_y))}}
 
 
-def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]:
+def epoch_stats(n_train: int) -> keras.callbacks.Callback:
+    """A callback adding learning rate, epoch wall time and training throughput to each epoch's logs,
+    where TensorBoard, History and the record pick them up."""
     import keras
 
     class EpochStats(keras.callbacks.Callback):
@@ -110,6 +112,12 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
                 logs["time_s"] = end - self.start
                 logs["examples_per_second"] = n_train / ((self.train_end or end) - self.start)
+
+    return EpochStats()
+
+
+def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]:
+    import keras
 
     class RunRecord(keras.callbacks.Callback):
         """Stops at the first non-finite loss and keeps metrics.json current after every epoch."""
@@ -159,7 +167,7 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
                 record["divergence"] = self.divergence
             write_json(run_dir / "metrics.json", record)
 
-    return EpochStats(), RunRecord()
+    return epoch_stats(n_train), RunRecord()
 
 
 def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Path,
