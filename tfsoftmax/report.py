@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from tfsoftmax.config import Config, to_toml
+from tfsoftmax.data import EVAL_BATCH
 
 if TYPE_CHECKING:
     import keras
@@ -101,7 +102,7 @@ def write_report(run_dir: Path, model: keras.Model, test: tuple[np.ndarray, np.n
     import tensorflow as tf
 
     x, y = test
-    logits = model.predict(x, batch_size=2048, verbose=0)
+    logits = model.predict(x, batch_size=EVAL_BATCH, verbose=0)
     predictions = np.argmax(logits, axis=1)
     matrix = tf.math.confusion_matrix(y, predictions, num_classes=len(class_names)).numpy()
     kernel = model.get_weights()[0]

@@ -9,6 +9,7 @@ Layout of `<root>/<experiment>/`: `tuner/` is keras-tuner's project (oracle and 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 import time
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tfsoftmax import data as data_lib
 from tfsoftmax import train
 from tfsoftmax.config import Config, SpaceEntry, load_config, override, require_space, to_toml
-from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import write_json, write_text
 
 if TYPE_CHECKING:
@@ -184,8 +185,6 @@ def _trial_status(trial: Any, run_dir: Path) -> tuple[str, str]:
     status = str(trial.status).lower()
     metrics_file = run_dir / "metrics.json"
     if metrics_file.is_file():
-        import json
-
         record = json.loads(metrics_file.read_text())
         if record.get("status") == "diverged":
             return "diverged", record["divergence"]["reason"]
