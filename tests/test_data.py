@@ -48,34 +48,38 @@ def test_scale_false_keeps_pixel_values(tiny_data_dir: Path) -> None:
 
 
 def test_pipeline_shapes_dtypes_and_reshuffle_every_epoch(tiny_data_dir: Path) -> None:
+    cfg = DataConfig(data_dir=str(tiny_data_dir))
+    x, y = data.split(data.load_dataset(cfg), cfg).train
+    steps = data.steps_per_epoch(len(y), 32)
+    ds = data.train_batches(x, y, 32, seed=3)
+    epoch1 = [(bx.numpy(), by.numpy()) for bx, by in ds]
+    epoch2 = [(bx.numpy(), by.numpy()) for bx, by in ds]
+    assert len(epoch1) == len(epoch2) == steps == ds.cardinality() == 4
+    assert epoch1[0][0].shape == (32, 28, 28, 1) and epoch1[0][0].dtype == np.float32
+    assert epoch1[0][1].dtype == np.int32
+    assert [len(b[1]) for b in epoch1] == [32, 32, 32, len(y) - 96]  # an epoch's last batch is not topped up
+    order1 = np.concatenate([b[1] for b in epoch1])
+    order2 = np.concatenate([b[1] for b in epoch2])
+    assert sorted(order1) == sorted(order2) == sorted(y.tolist()) and not np.array_equal(order1, order2)
+    assert all(0.0 <= b[0].min() and b[0].max() <= 1.0 for b in epoch1)
+
+
+def test_each_epoch_order_depends_only_on_seed_and_epoch(tiny_data_dir: Path) -> None:
+    """What resuming needs: starting at epoch 2 gives the batches an uninterrupted run gives from epoch 2."""
     import tensorflow as tf
 
     cfg = DataConfig(data_dir=str(tiny_data_dir))
     x, y = data.split(data.load_dataset(cfg), cfg).train
-    ds = data.train_batches(x, y, batch_size=32, seed=3)
-    epoch1 = [(bx.numpy(), by.numpy()) for bx, by in ds]
-    epoch2 = [(bx.numpy(), by.numpy()) for bx, by in ds]
-    assert epoch1[0][0].shape == (32, 28, 28, 1) and epoch1[0][0].dtype == np.float32
-    assert epoch1[0][1].dtype == np.int32
-    assert sum(len(b[1]) for b in epoch1) == len(y)
-    order1 = np.concatenate([b[1] for b in epoch1])
-    order2 = np.concatenate([b[1] for b in epoch2])
-    assert sorted(order1) == sorted(y.tolist()) and not np.array_equal(order1, order2)
-    assert all(0.0 <= b[0].min() and b[0].max() <= 1.0 for b in epoch1)
-    # The same seed in a fresh pipeline replays the same order: runs are reproducible.
-    tf.random.set_seed(0)
-    again = np.concatenate([b[1].numpy() for b in data.train_batches(x, y, 32, seed=3)])
-    tf.random.set_seed(0)
-    first = np.concatenate([b[1].numpy() for b in data.train_batches(x, y, 32, seed=3)])
-    assert np.array_equal(again, first)
 
+    def labels(seed: int, epochs: int, first_epoch: int = 0) -> np.ndarray:
+        batches = data.train_batches(x, y, 32, seed=seed, first_epoch=first_epoch)
+        return np.concatenate([by.numpy() for _ in range(first_epoch, epochs) for _, by in batches])
 
-def test_images_and_labels_stay_paired(tiny_data_dir: Path) -> None:
-    cfg = DataConfig(data_dir=str(tiny_data_dir))
-    x, y = data.split(data.load_dataset(cfg), cfg).train
-    for bx, by in data.train_batches(x, y, 16, seed=1):
-        rows = np.argmax(bx.numpy()[:, 2::2, 0, 0], axis=1)  # the bright stripe encodes the label
-        assert np.array_equal(rows, by.numpy())
+    whole = labels(3, 4)
+    tf.random.set_seed(123)  # global RNG state must not matter
+    assert np.array_equal(labels(3, 4, first_epoch=2), whole[2 * len(y):])
+    assert np.array_equal(labels(3, 4), whole)
+    assert not np.array_equal(labels(4, 1), whole[:len(y)])
 
 
 def test_unknown_dataset_is_a_config_error(tmp_path: Path) -> None:

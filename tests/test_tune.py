@@ -184,9 +184,15 @@ def test_interrupted_sweep_resumes_without_repeating_trials(write_config: Callab
     process = subprocess.Popen(_sweep_cli(path), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
-    while len([r for r in trial_records(sweep).values() if r["status"] == "completed"]) < 1:
+
+    def mid_trial() -> bool:  # one trial finished, the next one part-way
+        records = trial_records(sweep).values()
+        return any(r["status"] == "completed" for r in records) and any(
+            r["status"] == "running" and r["epochs_completed"] >= 2 for r in records)
+
+    while not mid_trial():
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.2)
+        time.sleep(0.1)
     finished_before = {t: (sweep / t / "execution0" / "metrics.json").stat().st_mtime_ns
                        for t, r in trial_records(sweep).items() if r["status"] == "completed"}
     process.send_signal(sig)
@@ -204,6 +210,13 @@ def test_interrupted_sweep_resumes_without_repeating_trials(write_config: Callab
     assert all(r["status"] == "completed" for r in records.values())
     for trial, mtime in finished_before.items():  # finished trials are kept, not run again
         assert (sweep / trial / "execution0" / "metrics.json").stat().st_mtime_ns == mtime
+    # The trial cut part-way continued from its last finished epoch, and no trial keeps its
+    # resume checkpoint once finished: only keras-tuner's best-epoch weights stay.
+    resumed_at = [r["resumed_at_epochs"] for r in records.values() if "resumed_at_epochs" in r]
+    assert len(resumed_at) == 1 and resumed_at[0][0] >= 2, records
+    assert all(r["epochs_completed"] == 120 and r["history"]["steps"] == [7] * 120 for r in records.values())
+    assert list(sweep.glob("*/execution0/checkpoint")) == []
+    assert len(list(sweep.glob("tuner/trial_*/checkpoint.weights.h5"))) == 3
     rows = json.loads((sweep / "results.json").read_text())["trials"]
     assert sorted(r["trial_id"] for r in rows) == ["0", "1", "2"]
     again = subprocess.run(_sweep_cli(path), env=_env(), capture_output=True, text=True, timeout=400)

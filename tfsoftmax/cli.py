@@ -29,12 +29,22 @@ def _quiet_tensorflow() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _config(args)
-    _quiet_tensorflow()
-    from tfsoftmax.train import run
+    if args.resume and (args.config or args.set or args.logdir):
+        raise TfsoftmaxError("run: --resume RUN_DIR continues a run with the config saved in it; give either "
+                             "CONFIG (with --set/--logdir) or --resume RUN_DIR", CONFIG_ERROR)
+    if not args.resume and not args.config:
+        raise TfsoftmaxError("run: give an experiment file (e.g. experiments/fashion_mnist.toml) or "
+                             "--resume RUN_DIR", CONFIG_ERROR)
+    if args.resume:
+        from tfsoftmax.checkpoint import resumable
 
-    result = run(config)
-    root = config.logging.root
+        resumable(Path(args.resume))  # a wrong folder is reported before TensorFlow loads
+    config = None if args.resume else _config(args)
+    _quiet_tensorflow()
+    from tfsoftmax import train
+
+    result = train.resume(Path(args.resume)) if args.resume else train.run(config)
+    root = result.run_dir.parent.parent
     if result.status == "diverged":
         raise TfsoftmaxError(f"diverged: {result.divergence['reason']}; record kept in {result.run_dir}",
                              RUNTIME_ERROR)
@@ -83,10 +93,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.workers:
         from tfsoftmax.distribute import launch
 
-        if args.overwrite:
-            tune.clear(config)
-        ran = launch(_sweep_args(args), args.workers)
-        result = tune.collect(config, started)
+        with tune.exclusive(config):
+            if args.overwrite:
+                tune.clear(config)
+            ran = launch(_sweep_args(args), args.workers)
+            result = tune.collect(config, started)
         print(f"\nworkers: {', '.join(ran)}")
     else:
         result = tune.search(config, overwrite=args.overwrite)
@@ -146,14 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="D2L's softmax regression with Keras: runs and sweeps from config files, in TensorBoard.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add_config_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("config", help="experiment TOML file, e.g. experiments/fashion_mnist.toml")
+    def add_config_args(p: argparse.ArgumentParser, nargs: str | None = None) -> None:
+        p.add_argument("config", nargs=nargs, help="experiment TOML file, e.g. experiments/fashion_mnist.toml")
         p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                        help="override a config key; the value is read as TOML (repeatable)")
         p.add_argument("--logdir", metavar="DIR", help="log root instead of the config's logging.root")
 
     p = sub.add_parser("run", help="train one experiment and write its run directory")
-    add_config_args(p)
+    add_config_args(p, nargs="?")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run from its last finished epoch, in its own directory")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sweep", help="keras-tuner search over the config's [sweep.space]; resumes if run again")

@@ -7,20 +7,18 @@ images are never decoded or copied through a shuffle buffer again.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import fcntl
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tfsoftmax.config import DataConfig
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
-from tfsoftmax.files import atomic_write
+from tfsoftmax.files import atomic_write, locked
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -99,18 +97,6 @@ def verify_manual_dir(builder: object, folder: str) -> None:
                                  f"expected {info.checksum}", RUNTIME_ERROR)
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An exclusive lock file, so two processes never prepare or cache the same dataset at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _builder(cfg: DataConfig):  # noqa: ANN202 (a tfds builder; typing it would import TFDS)
     import tensorflow_datasets as tfds
 
@@ -172,7 +158,7 @@ def _decode(builder) -> dict[str, np.ndarray]:  # noqa: ANN001
 def _load(cfg: DataConfig) -> Dataset:
     builder = _builder(cfg)
     cache = Path(builder.data_dir) / CACHE_NAME
-    with _lock(Path(builder.data_dir).parent / f".{builder.info.version}.tfsoftmax.lock"):
+    with locked(Path(builder.data_dir).parent / f".{builder.info.version}.tfsoftmax.lock"):
         if not cache.is_file():
             _prepare(builder, manual_dir(cfg))
             arrays = _decode(builder)
@@ -210,14 +196,32 @@ def split(dataset: Dataset, cfg: DataConfig) -> Splits:
                   test=test, val_is_test=False)
 
 
-def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Batches reshuffled every epoch from `seed`: shuffle indices, gather rows from in-memory tensors."""
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Batches in one epoch; the last one may be smaller."""
+    return -(-n // batch_size)
+
+
+def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
+                  first_epoch: int = 0) -> tf.data.Dataset:
+    """Batches reshuffled at each pass; the order of a pass is a stateless function of (seed, epoch), the
+    epoch counting passes from `first_epoch`: a run resumed at epoch k sees exactly the batches an
+    uninterrupted run sees from epoch k on. Indices are shuffled and sliced; rows are gathered from
+    in-memory tensors, so no image goes through a shuffle buffer."""
     import tensorflow as tf
 
     images, labels = tf.constant(x), tf.constant(y)
-    return (tf.data.Dataset.range(len(x))
-            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-            .batch(batch_size)
+    n, steps = len(x), steps_per_epoch(len(x), batch_size)
+    # Keras starts a new pass over the dataset at each epoch; the pass reads and advances this counter.
+    epoch = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)
+
+    def epoch_batches(_: tf.Tensor) -> tf.data.Dataset:
+        seeds = tf.stack([tf.constant(seed, tf.int64), epoch.assign_add(1) - 1])
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=seeds)
+        return tf.data.Dataset.range(steps).map(lambda i: order[i * batch_size:(i + 1) * batch_size])
+
+    return (tf.data.Dataset.range(1)
+            .flat_map(epoch_batches)
+            .apply(tf.data.experimental.assert_cardinality(steps))  # lets Keras count steps up front
             .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
             .prefetch(tf.data.AUTOTUNE))
 

@@ -1,12 +1,16 @@
-"""Files written so that a crash never leaves a half-written record: write beside, then rename."""
+"""Files written so that a crash never leaves a half-written record (write beside, then rename), and
+lock files that keep two processes out of the same folder."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
 
@@ -54,3 +58,49 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "item"):  # NumPy scalars
         return _jsonable(value.item())
     return value
+
+
+@contextlib.contextmanager
+def locked(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """Hold an exclusive lock on `path` (created if missing) for the block; yields False instead of
+    waiting when `blocking` is off and another process holds it. The kernel drops the lock when its
+    holder dies, so a killed process never leaves a folder locked."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a")
+    except OSError as e:
+        raise TfsoftmaxError(f"cannot create the lock file {path}: {e.strerror}", RUNTIME_ERROR) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# What a failed write says, from Python (strerror) or from TensorFlow's C++ writers (in the message).
+WRITE_FAILURES = {errno.ENOSPC: "No space left on device", errno.EFBIG: "File too large",
+                  errno.EDQUOT: "Disk quota exceeded", errno.EROFS: "Read-only file system",
+                  errno.EACCES: "Permission denied"}
+
+
+@contextlib.contextmanager
+def reported_writes(folder: Path) -> Iterator[None]:
+    """Turn a failed write into `folder` (full disk, quota, read-only) into one line: TensorFlow's event
+    writers and Keras' saving raise their own types for it, with tracebacks no user needs."""
+    try:
+        yield
+    except TfsoftmaxError:
+        raise
+    except Exception as e:
+        text = e.strerror if isinstance(e, OSError) and e.errno in WRITE_FAILURES else str(e)
+        reason = next((r for r in WRITE_FAILURES.values() if r in (text or "")), None)
+        if reason is None:
+            raise
+        raise TfsoftmaxError(f"cannot write in {folder}: {reason}; what was written before is kept",
+                             RUNTIME_ERROR) from None

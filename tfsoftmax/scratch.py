@@ -68,6 +68,7 @@ class ScratchSoftmax(keras.Model):
         self.loss_fn = _LOSSES[model_cfg.loss]
         self.loss_mean = keras.metrics.Mean(name="loss")
         self.accuracy_mean = keras.metrics.Mean(name="accuracy")
+        self.built = True  # W and b exist already, so a checkpoint can be loaded before the first batch
 
     @property
     def W(self) -> keras.Variable:  # noqa: N802 (D2L's name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfsoftmax import checkpoint
 from tfsoftmax import data as data_lib
-from tfsoftmax.config import Config, to_toml
+from tfsoftmax.config import Config, load_config, to_toml
 from tfsoftmax.errors import INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
-from tfsoftmax.files import write_json, write_text
+from tfsoftmax.files import locked, reported_writes, write_json, write_text
 
 if TYPE_CHECKING:
     import keras
@@ -116,15 +118,17 @@ def epoch_stats(n_train: int) -> keras.callbacks.Callback:
     return EpochStats()
 
 
-def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]:
+def _make_callbacks(n_train: int, run_dir: Path, epochs: int, resume: checkpoint.Resume | None) -> tuple[Any, Any]:
     import keras
 
     class RunRecord(keras.callbacks.Callback):
-        """Stops at the first non-finite loss and keeps metrics.json current after every epoch."""
+        """Stops at the first non-finite loss; after every finished epoch writes metrics.json, then the
+        checkpoint a resumed run continues from."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.history: dict[str, list[float]] = {}
+            self.history: dict[str, list[float]] = dict(resume.history) if resume else {}
+            self.resumed = [resume.epoch] if resume else []
             self.status = "running"
             self.divergence: dict[str, Any] | None = None
             self.epoch = 0
@@ -156,6 +160,7 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
                 self.history.setdefault(key, []).append(float(value))
             self.history.setdefault("steps", []).append(self._iterations() - self.first_step)
             self.write(status="running")
+            checkpoint.save(self.model, run_dir, epoch + 1)
 
         def write(self, status: str, test: dict[str, float] | None = None, wall_time_s: float | None = None,
                   **extra: Any) -> None:
@@ -165,30 +170,44 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int) -> tuple[Any, Any]
                       "wall_time_s": wall_time_s, **extra}
             if self.divergence is not None:
                 record["divergence"] = self.divergence
+            if self.resumed:
+                record["resumed_at_epochs"] = self.resumed
             write_json(run_dir / "metrics.json", record)
 
     return epoch_stats(n_train), RunRecord()
 
 
 def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Path,
-        callbacks: list, epochs: int, **fit_kwargs: Any) -> Any:
-    """`model.fit` with the record and timing callbacks ahead of `callbacks`; returns the record."""
-    stats, record = _make_callbacks(len(splits.train[1]), run_dir, epochs)
-    train_ds = data_lib.train_batches(*splits.train, config.data.batch_size, config.train.seed)
+        callbacks: list, epochs: int, resume: checkpoint.Resume | None = None, **fit_kwargs: Any) -> Any:
+    """`model.fit` with the record and timing callbacks ahead of `callbacks`, from `resume`'s epoch and
+    weights if given (else from `initial_epoch`, as Hyperband passes it); returns the record."""
+    n_train = len(splits.train[1])
+    stats, record = _make_callbacks(n_train, run_dir, epochs, resume)
+    first = fit_kwargs.pop("initial_epoch", 0)
+    if resume is not None:
+        first = resume.epoch
+        if resume.weights is not None:
+            checkpoint.restore(model, resume.weights)
+    train_ds = data_lib.train_batches(*splits.train, config.data.batch_size, config.train.seed, first)
     val_ds = data_lib.eval_batches(*splits.val)
     verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, one line per epoch in logs
     try:
-        model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, shuffle=False,
-                  callbacks=[stats, record, *callbacks], **fit_kwargs)
+        with reported_writes(run_dir):
+            model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=first, verbose=verbose,
+                      shuffle=False, callbacks=[stats, record, *callbacks], **fit_kwargs)
         if STOP.is_set():
             raise KeyboardInterrupt
+    except TfsoftmaxError as e:  # a full disk: keep the last good record if this one cannot be written
+        with contextlib.suppress(TfsoftmaxError):
+            record.write(status="failed", error=str(e))
+        raise
     except Exception:
         record.write(status="failed")  # a bug: the record says so, the traceback says where
         raise
     except KeyboardInterrupt:
         record.write(status="interrupted")
-        raise TfsoftmaxError(f"interrupted after {len(record.history.get('loss', []))} finished epoch(s); "
-                             f"the record so far is in {run_dir}", INTERRUPTED) from None
+        raise TfsoftmaxError(f"interrupted after {len(record.history.get('loss', []))} finished epoch(s) of "
+                             f"{run_dir}", INTERRUPTED) from None
     return record
 
 
@@ -203,8 +222,11 @@ def tensorboard_callback(log_dir: Path, config: Config) -> keras.callbacks.Callb
 def save_model(model: keras.Model, run_dir: Path) -> None:
     """Save beside, then rename: a crash never leaves a half-written model.keras."""
     tmp = run_dir / ".model.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, run_dir / "model.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, run_dir / "model.keras")
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def finish(model: keras.Model, record: Any, splits: data_lib.Splits, dataset: data_lib.Dataset,
@@ -217,23 +239,32 @@ def finish(model: keras.Model, record: Any, splits: data_lib.Splits, dataset: da
     if status == "completed":
         scores = model.evaluate(data_lib.eval_batches(*splits.test), verbose=0, return_dict=True)
         test = {"loss": float(scores["loss"]), "accuracy": float(scores["accuracy"])}
-    report.write_report(run_dir, model, splits.test, dataset.class_names, config, test,
-                        step=len(record.history.get("loss", [])))
-    save_model(model, run_dir)
+    try:
+        with reported_writes(run_dir):
+            report.write_report(run_dir, model, splits.test, dataset.class_names, config, test,
+                                step=len(record.history.get("loss", [])))
+            save_model(model, run_dir)
+    except TfsoftmaxError as e:
+        with contextlib.suppress(TfsoftmaxError):
+            record.write(status="failed", error=str(e))
+        raise
     wall = time.perf_counter() - started
     record.write(status=status, test=test or None, wall_time_s=wall)
+    checkpoint.remove(run_dir)
     return RunResult(run_dir=run_dir, status=status, history=record.history, test=test, wall_time_s=wall,
                      model=model, divergence=record.divergence)
 
 
 def finish_trial(model: keras.Model, record: Any, run_dir: Path, started: float) -> None:
     """A sweep trial's record: model and metrics, but no test evaluation (the test split never chooses)."""
-    save_model(model, run_dir)
+    with reported_writes(run_dir):
+        save_model(model, run_dir)
     status = "diverged" if record.divergence is not None else "completed"
     val = record.history.get("val_accuracy", [])
     best = {"epoch": val.index(max(val)) + 1, "val_accuracy": max(val),
             "val_loss": record.history["val_loss"][val.index(max(val))]} if val else None
     record.write(status=status, wall_time_s=time.perf_counter() - started, best=best)
+    checkpoint.remove(run_dir)
 
 
 def write_run_files(run_dir: Path, config: Config, dataset: data_lib.Dataset) -> None:
@@ -259,12 +290,45 @@ def run(config: Config) -> RunResult:
     started = time.perf_counter()
     STOP.clear()
     dataset = data_lib.load_dataset(config.data)
-    splits = data_lib.split(dataset, config.data)
     run_dir = make_run_dir(config)
-    write_run_files(run_dir, config, dataset)
+    with locked(run_dir / ".lock"):
+        write_run_files(run_dir, config, dataset)
+        return _train(config, dataset, run_dir, None, started)
+
+
+def resume(run_dir: Path) -> RunResult:
+    """Continue an interrupted run in its own directory from its last finished epoch, with its own
+    config; the result equals an uninterrupted run's (same batches, same weights, same optimizer state).
+
+    Raises:
+        TfsoftmaxError: not a run directory, a run that completed or diverged, or one that another
+        process is training.
+    """
+    started = time.perf_counter()
+    STOP.clear()
+    run_dir = Path(run_dir)
+    checkpoint.resumable(run_dir)
+    config = load_config(run_dir / "config.toml")
+    with locked(run_dir / ".lock", blocking=False) as mine:
+        if not mine:
+            raise TfsoftmaxError(f"--resume {run_dir}: another process is training this run", RUNTIME_ERROR)
+        record = checkpoint.resumable(run_dir)  # again, now that no one else can change it
+        dataset = data_lib.load_dataset(config.data)
+        return _train(config, dataset, run_dir, checkpoint.resume_point(run_dir, record), started)
+
+
+def _train(config: Config, dataset: data_lib.Dataset, run_dir: Path, resume_from: checkpoint.Resume | None,
+           started: float) -> RunResult:
+    splits = data_lib.split(dataset, config.data)
     seed_everything(config.train.seed)
     from tfsoftmax.model import build_model
 
     model = build_model(dataset.image_shape, dataset.num_classes, config.model, config.train)
-    record = fit(model, splits, config, run_dir, [tensorboard_callback(run_dir, config)], config.train.epochs)
-    return finish(model, record, splits, dataset, config, run_dir, started)
+    try:
+        record = fit(model, splits, config, run_dir, [tensorboard_callback(run_dir, config)],
+                     config.train.epochs, resume_from)
+        return finish(model, record, splits, dataset, config, run_dir, started)
+    except TfsoftmaxError as e:
+        if e.exit_code == INTERRUPTED or str(e).startswith("cannot write"):  # the record is resumable
+            raise TfsoftmaxError(f"{e}; resume with: tfsoftmax run --resume {run_dir}", e.exit_code) from None
+        raise

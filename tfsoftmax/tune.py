@@ -8,6 +8,7 @@ Layout of `<root>/<experiment>/`: `tuner/` is keras-tuner's project (oracle and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -15,13 +16,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
+from tfsoftmax import checkpoint
 from tfsoftmax import data as data_lib
 from tfsoftmax import train
 from tfsoftmax.config import Config, SpaceEntry, load_config, override, require_space, to_toml
-from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
-from tfsoftmax.files import write_json, write_text
+from tfsoftmax.errors import INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.files import locked, write_json, write_text
 
 if TYPE_CHECKING:
     import keras_tuner
@@ -38,6 +40,18 @@ HPARAMS_METRICS = [("epoch_accuracy", "validation"), ("epoch_loss", "validation"
 def sweep_dir(config: Config) -> Path:
     """A sweep lives in one fixed folder, so running the same command again resumes it."""
     return Path(config.logging.root) / config.logging.experiment
+
+
+@contextlib.contextmanager
+def exclusive(config: Config) -> Iterator[None]:
+    """Keep a second sweep of the same experiment out while this one runs: two would share keras-tuner's
+    oracle and trial folders. The lock sits beside the sweep folder, which `--overwrite` deletes."""
+    folder = sweep_dir(config)
+    with locked(folder.parent / f".{folder.name}.sweep.lock", blocking=False) as mine:
+        if not mine:
+            raise TfsoftmaxError(f"sweep: {folder} is in use by another sweep process; wait for it to end or "
+                                 "set another logging.experiment", RUNTIME_ERROR)
+        yield
 
 
 def trial_epochs(config: Config) -> int:
@@ -88,16 +102,45 @@ def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.
             started = time.perf_counter()
             train.write_run_files(run_dir, dataclasses.replace(
                 trial_config, train=dataclasses.replace(trial_config.train, epochs=epochs)), dataset)
+            prior = checkpoint.read_record(run_dir)
+            if prior is not None and prior.get("status") == "completed":
+                return history(prior["history"])  # finished before the sweep was interrupted: keep it
+            resume = checkpoint.resume_point(run_dir, prior) if prior or checkpoint.latest(run_dir) else None
+            if resume is not None:
+                keep_best_epoch(callbacks, resume.history)
             try:
-                record = train.fit(model, splits, trial_config, run_dir, callbacks, epochs, **kwargs)
+                record = train.fit(model, splits, trial_config, run_dir, callbacks, epochs, resume, **kwargs)
             except TfsoftmaxError as e:  # Ctrl-C, a full disk: stop the search, not just this trial
+                if e.exit_code == INTERRUPTED:
+                    e = TfsoftmaxError(f"{e}; run the same sweep command again to resume", INTERRUPTED)
                 raise keras_tuner.errors.FatalError(str(e)) from e
             train.finish_trial(model, record, run_dir, started)
             if record.divergence is not None:
                 raise keras_tuner.errors.FailedTrialError(f"diverged: {record.divergence['reason']}")
-            return model.history
+            # The whole trial's epochs, also those before a resume, so keras-tuner scores all of them.
+            return history(record.history)
 
     return HyperModel()
+
+
+def history(epochs: dict[str, list[float]]) -> Any:
+    """A Keras History holding a trial's per-epoch metrics, which keras-tuner reads the score from."""
+    import keras
+
+    result = keras.callbacks.History()
+    result.history = {k: list(v) for k, v in epochs.items() if k != "steps"}
+    return result
+
+
+def keep_best_epoch(callbacks: list, earlier: dict[str, list[float]]) -> None:
+    """keras-tuner's SaveBestEpoch starts each fit from scratch: tell it the best score of the epochs
+    before a resume, so a worse later epoch does not overwrite the best checkpoint."""
+    for callback in callbacks:
+        values = earlier.get(getattr(getattr(callback, "objective", None), "name", ""), [])
+        if type(callback).__name__ == "SaveBestEpoch" and values:
+            best = max(values) if callback.objective.direction == "max" else min(values)
+            if callback.objective.better_than(best, callback.best_value):
+                callback.best_value = best
 
 
 def make_tuner(config: Config, hypermodel: Any) -> Any:
@@ -116,11 +159,13 @@ def make_tuner(config: Config, hypermodel: Any) -> Any:
         def on_trial_begin(self, trial: Any) -> None:
             if train.STOP.is_set():  # stopped between trials: the finished ones are saved, start no more
                 raise KeyboardInterrupt
-            # A trial re-run after an interruption starts from a clean folder, before keras-tuner opens
-            # its HParams writer there: no stale events or records beside the new ones.
-            stale = sweep_dir(config) / trial.trial_id
-            if stale.exists():
-                shutil.rmtree(stale)
+            # A trial re-run after an interruption continues from its checkpoints; one interrupted before
+            # its first epoch ended starts from a clean folder, before keras-tuner opens its HParams
+            # writer there: no stale events beside the new ones.
+            folder = sweep_dir(config) / trial.trial_id
+            if folder.exists() and not any(folder.glob(f"execution*/{checkpoint.FOLDER}/epoch-*.npz")) \
+                    and not any(folder.glob("execution*/model.keras")):
+                shutil.rmtree(folder)
             super().on_trial_begin(trial)
 
     if sweep.algorithm == "hyperband":
@@ -297,6 +342,15 @@ def search(config: Config, overwrite: bool = False) -> SweepResult | None:
         SweepResult in a single process; None in a distributed chief or worker, where the launcher
         (or the user) reads the results afterwards with `collect`.
     """
+    from keras_tuner.src.distribute import utils as dist_utils
+
+    if dist_utils.has_chief_oracle():  # the launcher (or the user) keeps other sweeps out
+        return _search(config, overwrite)
+    with exclusive(config):
+        return _search(config, overwrite)
+
+
+def _search(config: Config, overwrite: bool) -> SweepResult | None:
     from keras_tuner.src.distribute import utils as dist_utils
 
     started = time.perf_counter()

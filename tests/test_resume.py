@@ -1,0 +1,193 @@
+"""Resuming interrupted runs: the same result as an uninterrupted run, and one-line errors for what
+cannot be resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from tfsoftmax import checkpoint, cli, train
+from tfsoftmax.config import load_config, override
+from tfsoftmax.errors import TfsoftmaxError
+from tfsoftmax.files import locked
+
+ROOT = Path(__file__).resolve().parent.parent
+EPOCHS = 6
+
+
+def _metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _weights(run_dir: Path) -> list[np.ndarray]:
+    import keras
+
+    return [np.asarray(w) for w in keras.models.load_model(run_dir / "model.keras").get_weights()]
+
+
+def _assert_same_result(a: Path, b: Path) -> None:
+    """Same per-epoch metrics, test metrics and final weights, bit for bit (timings aside)."""
+    ma, mb = _metrics(a), _metrics(b)
+    assert ma["status"] == mb["status"] == "completed"
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "steps"):
+        assert ma["history"][key] == mb["history"][key], key
+    assert ma["test"] == mb["test"]
+    assert all(np.array_equal(x, y) for x, y in zip(_weights(a), _weights(b)))
+    assert not (a / checkpoint.FOLDER).exists() and not (b / checkpoint.FOLDER).exists()
+
+
+def _stop_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
+    """Ctrl-C, as the signal handler delivers it, right after `epoch` finished epochs are saved."""
+    save = checkpoint.save
+
+    def save_then_stop(model: object, run_dir: Path, finished: int) -> None:
+        save(model, run_dir, finished)
+        if finished == epoch:
+            train.STOP.set()
+
+    monkeypatch.setattr(checkpoint, "save", save_then_stop)
+
+
+@pytest.mark.parametrize("kind", ["keras", "scratch"])
+def test_stopped_run_resumes_to_the_uninterrupted_result(write_config: Callable[..., Path],
+                                                         monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    config = load_config(write_config(f'[train]\nepochs = {EPOCHS}\n[model]\nkind = "{kind}"'))
+    whole = train.run(override(config, {"logging.run_name": "whole"}))
+    _stop_after_epoch(monkeypatch, 2)
+    with pytest.raises(TfsoftmaxError, match=r"^interrupted after 2 finished epoch\(s\) of .*/cut; resume "
+                                             r"with: tfsoftmax run --resume .*/cut$") as info:
+        train.run(override(config, {"logging.run_name": "cut"}))
+    assert info.value.exit_code == 130
+    cut = whole.run_dir.parent / "cut"
+    record = _metrics(cut)
+    assert record["status"] == "interrupted" and record["epochs_completed"] == 2
+    assert checkpoint.latest(cut)[0] == 2 and not (cut / "model.keras").exists()
+    monkeypatch.undo()
+    resumed = train.resume(cut)
+    assert resumed.run_dir == cut and _metrics(cut)["resumed_at_epochs"] == [2]
+    _assert_same_result(whole.run_dir, cut)
+
+
+def test_record_one_epoch_ahead_of_the_checkpoint_is_cut_back(write_config: Callable[..., Path],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kill between writing metrics.json and the checkpoint: the epoch is simply trained again."""
+    config = load_config(write_config(f"[train]\nepochs = {EPOCHS}"))
+    whole = train.run(override(config, {"logging.run_name": "whole"}))
+    save = checkpoint.save
+
+    def save_up_to_two(model: object, run_dir: Path, finished: int) -> None:
+        if finished <= 2:
+            save(model, run_dir, finished)
+        if finished == 3:
+            train.STOP.set()
+
+    monkeypatch.setattr(checkpoint, "save", save_up_to_two)
+    with pytest.raises(TfsoftmaxError, match="interrupted after 3 finished"):
+        train.run(override(config, {"logging.run_name": "cut"}))
+    monkeypatch.undo()
+    cut = whole.run_dir.parent / "cut"
+    assert _metrics(cut)["epochs_completed"] == 3 and checkpoint.latest(cut)[0] == 2
+    train.resume(cut)
+    assert _metrics(cut)["resumed_at_epochs"] == [2]
+    _assert_same_result(whole.run_dir, cut)
+
+
+def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return code, err
+
+
+def test_resume_refuses_what_is_not_a_resumable_run(write_config: Callable[..., Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope"
+    assert _error(["run", "--resume", str(missing)], capsys) == (
+        2, f"tfsoftmax: error: --resume {missing}: no such run directory")
+    assert _error(["run", "--resume", str(tmp_path)], capsys) == (
+        2, f"tfsoftmax: error: --resume {tmp_path}: not a run directory (no config.toml); allowed: a folder "
+           "that `tfsoftmax run` created, such as logs/<experiment>/<run>")
+    path = write_config()
+    assert _error(["run", str(path), "--resume", str(tmp_path)], capsys) == (
+        2, "tfsoftmax: error: run: --resume RUN_DIR continues a run with the config saved in it; give either "
+           "CONFIG (with --set/--logdir) or --resume RUN_DIR")
+    assert _error(["run"], capsys)[0] == 2
+    done = train.run(load_config(path)).run_dir
+    assert _error(["run", "--resume", str(done)], capsys) == (
+        2, f"tfsoftmax: error: --resume {done}: the run already completed; nothing to resume")
+    diverged = train.run(load_config(write_config("[train]\nlr = 1e36\n[data]\nscale = false"))).run_dir
+    code, err = _error(["run", "--resume", str(diverged)], capsys)
+    assert code == 2 and err.startswith(f"tfsoftmax: error: --resume {diverged}: the run diverged (training "
+                                        "loss became nan") and err.endswith("change the config and start a new run")
+    (done / "metrics.json").write_text('{"status": "runn')
+    code, err = _error(["run", "--resume", str(done)], capsys)
+    assert code == 1 and err.startswith(f"tfsoftmax: error: {done / 'metrics.json'}: unreadable record")
+
+
+def test_resume_refuses_a_run_another_process_trains(write_config: Callable[..., Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(write_config(f"[train]\nepochs = {EPOCHS}"))
+    _stop_after_epoch(monkeypatch, 1)
+    with pytest.raises(TfsoftmaxError, match="interrupted"):
+        train.run(config)
+    monkeypatch.undo()
+    run_dir = next(Path(config.logging.root).glob("*/*"))
+    with locked(run_dir / ".lock"):  # as a training process holds it
+        with pytest.raises(TfsoftmaxError, match=f"^--resume {run_dir}: another process is training this run$"):
+            train.resume(run_dir)
+    assert train.resume(run_dir).status == "completed"
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tfsoftmax", *args]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_signalled_run_resumes_to_the_uninterrupted_result(write_config: Callable[..., Path],
+                                                           sig: signal.Signals) -> None:
+    epochs = 200
+    path = write_config(f"[train]\nepochs = {epochs}\n[logging]\nrun_name = \"cut\"")
+    config = load_config(path)
+    whole = train.run(override(config, {"logging.run_name": "whole"}))
+    cut = whole.run_dir.parent / "cut"
+    # A shell's background jobs ignore SIGINT and children inherit that; a user's Ctrl-C is not ignored.
+    process = subprocess.Popen(_cli("run", str(path)), env=_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not (cut / "metrics.json").is_file() or _metrics(cut)["epochs_completed"] < 3:
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(sig)
+    err = process.communicate(timeout=60)[1]
+    record = _metrics(cut)
+    assert 3 <= record["epochs_completed"] < epochs
+    if sig == signal.SIGKILL:
+        assert process.returncode == -signal.SIGKILL and record["status"] == "running"
+    else:
+        assert process.returncode == 130 and record["status"] == "interrupted"
+        assert checkpoint.latest(cut)[0] == record["epochs_completed"]
+        assert err.strip().splitlines()[-1] == (f"tfsoftmax: error: interrupted after {record['epochs_completed']} "
+                                                f"finished epoch(s) of {cut}; resume with: tfsoftmax run "
+                                                f"--resume {cut}")
+    resumed = subprocess.run(_cli("run", "--resume", str(cut)), env=_env(), capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"run directory: {cut}" in resumed.stdout
+    resumed_at = _metrics(cut)["resumed_at_epochs"]
+    assert len(resumed_at) == 1 and 3 <= resumed_at[0] <= record["epochs_completed"]
+    _assert_same_result(whole.run_dir, cut)

@@ -1,0 +1,127 @@
+"""Per-epoch checkpoints, so an interrupted run or sweep trial continues from its last finished epoch.
+
+Only the latest epoch is kept, as `checkpoint/epoch-NNNN.npz` (model weights and optimizer state, NNNN =
+finished epochs), written beside and renamed: a crash leaves the old file or the new one, never half of one,
+and the epoch number can never disagree with the weights. Keras' BackupAndRestore is not used: it writes
+weights and epoch number as two files in place (a kill between the writes pairs epoch k's number with epoch
+k+1's weights), and its HDF5 writer crashed the process with a segfault when a write failed (measured with
+a file-size limit), where NumPy's raises an OSError we can report. A finished run deletes its checkpoint:
+`model.keras` then holds the result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.files import atomic_write
+
+if TYPE_CHECKING:
+    import keras
+
+FOLDER = "checkpoint"
+_NAME = re.compile(r"^epoch-(\d+)\.npz$")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where an interrupted run continues: its finished epochs, their history and the weights after them."""
+
+    epoch: int
+    weights: Path | None
+    history: dict[str, list[float]]
+
+
+def save(model: keras.Model, run_dir: Path, epoch: int) -> None:
+    """Keep the state after `epoch` finished epochs, then drop the older checkpoint."""
+    import numpy as np
+
+    folder = Path(run_dir) / FOLDER
+    path = folder / f"epoch-{epoch:04d}.npz"
+    arrays = {f"model/{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
+    arrays.update({f"optimizer/{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)})
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as e:
+        raise TfsoftmaxError(f"cannot write the checkpoint {path}: {e.strerror}", RUNTIME_ERROR) from None
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    for old in folder.iterdir():
+        if old != path:
+            old.unlink(missing_ok=True)
+
+
+def latest(run_dir: Path) -> tuple[int, Path] | None:
+    """The newest complete checkpoint as (finished epochs, file); None before the first epoch ends."""
+    folder = Path(run_dir) / FOLDER
+    found = [(int(m.group(1)), p) for p in folder.glob("epoch-*.npz") if (m := _NAME.match(p.name))]
+    return max(found) if found else None
+
+
+def remove(run_dir: Path) -> None:
+    """Drop the checkpoint of a finished run."""
+    shutil.rmtree(Path(run_dir) / FOLDER, ignore_errors=True)
+
+
+def restore(model: keras.Model, path: Path) -> None:
+    """Load weights and optimizer state (the optimizer's variables must exist before they can be filled)."""
+    import numpy as np
+
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    try:
+        with np.load(path) as stored:
+            weights = [stored[f"model/{i}"] for i in range(len(model.weights))]
+            state = [stored[f"optimizer/{i}"] for i in range(len(model.optimizer.variables))]
+        model.set_weights(weights)
+        for variable, value in zip(model.optimizer.variables, state):
+            variable.assign(value)
+    except (OSError, ValueError, KeyError) as e:
+        raise TfsoftmaxError(f"cannot read the checkpoint {path}: {e}; it does not match this run's "
+                             "model, or is damaged", RUNTIME_ERROR) from None
+
+
+def read_record(run_dir: Path) -> dict[str, Any] | None:
+    """The run's metrics.json, or None where there is none yet."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise TfsoftmaxError(f"{path}: unreadable record ({e})", RUNTIME_ERROR) from None
+    if not isinstance(record, dict):
+        raise TfsoftmaxError(f"{path}: unreadable record (not a JSON object)", RUNTIME_ERROR)
+    return record
+
+
+def resume_point(run_dir: Path, record: dict[str, Any] | None) -> Resume:
+    """The epoch to continue from: the checkpoint's, with the record's history cut to it (the record is
+    written before the checkpoint, so it can be one epoch ahead, never behind)."""
+    found = latest(run_dir)
+    epoch, weights = found if found else (0, None)
+    history = (record or {}).get("history") or {}
+    return Resume(epoch=epoch, weights=weights, history={k: list(v[:epoch]) for k, v in history.items()})
+
+
+def resumable(run_dir: Path) -> dict[str, Any]:
+    """Check that `run_dir` is a run that `run --resume` can continue; return its record."""
+    run_dir = Path(run_dir)
+    where = f"--resume {run_dir}"
+    if not run_dir.is_dir():
+        raise TfsoftmaxError(f"{where}: no such run directory", CONFIG_ERROR)
+    if not (run_dir / "config.toml").is_file():
+        raise TfsoftmaxError(f"{where}: not a run directory (no config.toml); allowed: a folder that "
+                             "`tfsoftmax run` created, such as logs/<experiment>/<run>", CONFIG_ERROR)
+    record = read_record(run_dir) or {"status": "running", "history": {}}
+    status = record.get("status")
+    if status == "completed":
+        raise TfsoftmaxError(f"{where}: the run already completed; nothing to resume", CONFIG_ERROR)
+    if status == "diverged":
+        raise TfsoftmaxError(f"{where}: the run diverged ({record.get('divergence', {}).get('reason', '')}); "
+                             "resuming would diverge again: change the config and start a new run", CONFIG_ERROR)
+    return record
