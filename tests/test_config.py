@@ -158,3 +158,58 @@ def test_naive_loss_belongs_to_the_scratch_model(tmp_path: Path) -> None:
 def test_strings_with_quotes_and_backslashes_round_trip(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, ""), ['logging.root=\'we"ird\\path\''])
     assert from_dict(tomllib.loads(to_toml(config)), "saved") == config
+
+
+# Found by the property test (test_config_properties.py): each raised something other than a config error,
+# printed on more than one line, or saved a config that could not be read back.
+ODD_FILES = [
+    ("[train]\nlr = " + "9" * 400 + "\n", "train.lr: expected an integer in TOML's 64-bit range, got 999"),
+    ("[train]\nseed = 18446744073709551616\n", "train.seed: expected an integer in TOML's 64-bit range"),
+    ("[train]\nseed = 4294967296\n", "train.seed: got 4294967296; allowed: an integer in [0, 4294967295]"),
+    ("[train]\nseed = 0x" + "f" * 4000 + "\n", "train.seed: expected an integer in TOML's 64-bit range, got 0xfff"),
+    ("[train]\nseed = " + "9" * 5000 + "\n", "invalid TOML: integer over 4300 digits"),
+    ("[train]\nlr = " + "[" * 1000 + "]" * 1000 + "\n", "invalid TOML: arrays or inline tables nested too deeply"),
+    ("[data]\ndata_dir = " + "[" * 350 + "]" * 350 + "\n", "data.data_dir: expected a string, got [[[[[[[[...]]"),
+    ('[data]\ndataset = "mnist\\n"\n', 'data.dataset: got "mnist\\n"; allowed: a TFDS dataset name'),
+    ('[logging]\nrun_name = "a\\n"\n', 'logging.run_name: got "a\\n"; allowed: letters, digits'),
+    ('["a\\u2028b"]\n', "[a\\u2028b]: unknown section"),
+    ('[data]\n"a\\u001eb" = 1\n', "data.a\\x1eb: unknown key"),
+]
+
+
+@pytest.mark.parametrize("text,message", ODD_FILES, ids=[
+    "huge-float", "int-over-64-bit", "seed-over-32-bit", "long-hex", "long-int", "too-deep-array", "deep-array", "dataset-newline",
+    "run-name-newline", "line-separator", "control-char-key"])
+def test_odd_file_is_a_one_line_config_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(TfsoftmaxError) as info:
+        load_config(_write(tmp_path, text))
+    assert message in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+    assert info.value.exit_code == 2
+
+
+def test_characters_beyond_the_basic_plane_round_trip(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, '[data]\ndata_dir = "\U0001F600"\n'))
+    assert load_config(_write(tmp_path, to_toml(config, "saved by\x01a test\nsecond line"))) == config
+    assert override(config, {"data.data_dir": "\U0001F601"}).data.data_dir == "\U0001F601"
+
+
+def test_override_with_undecodable_bytes_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(TfsoftmaxError, match=r'data.data_dir: got "\\udcff", which is not Unicode text'):
+        load_config(_write(tmp_path, ""), ["data.data_dir=\udcff"])
+
+
+def test_override_value_is_one_toml_value_or_taken_whole(tmp_path: Path) -> None:
+    with pytest.raises(TfsoftmaxError, match=r'train.lr: expected a number, got "0.3\\nx = 1" \(str\)'):
+        load_config(_write(tmp_path, ""), ["train.lr=0.3\nx = 1"])
+    assert load_config(_write(tmp_path, ""), ["data.data_dir=/d\nx = 1"]).data.data_dir == "/d\nx = 1"
+
+
+def test_experiment_named_after_file_starts_with_a_letter_or_digit(tmp_path: Path) -> None:
+    (tmp_path / "_draft.toml").write_text("")
+    assert load_config(tmp_path / "_draft.toml").logging.experiment == "draft"
+    (tmp_path / "实验.toml").write_text("")
+    with pytest.raises(TfsoftmaxError, match="no letter or digit to name the experiment after"):
+        load_config(tmp_path / "实验.toml")
+    (tmp_path / "实验.toml").write_text('[logging]\nexperiment = "shiyan"\n')
+    assert load_config(tmp_path / "实验.toml").logging.experiment == "shiyan"

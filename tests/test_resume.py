@@ -159,7 +159,7 @@ def _env() -> dict[str, str]:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_signalled_run_resumes_to_the_uninterrupted_result(write_config: Callable[..., Path],
                                                            sig: signal.Signals) -> None:
-    epochs = 200
+    epochs = 60
     path = write_config(f"[train]\nepochs = {epochs}\n[logging]\nrun_name = \"cut\"")
     config = load_config(path)
     whole = train.run(override(config, {"logging.run_name": "whole"}))

@@ -31,6 +31,10 @@ OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
 SAMPLINGS = ("linear", "log", "reverse_log")
 _TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[A-Za-z0-9_.\-]+)?(:[0-9]+\.[0-9]+\.[0-9]+)?$")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+# TOML's integers: larger ones overflow a float and str() refuses those over 4300 digits.
+_INT64 = range(-2**63, 2**63)
+# Lone surrogates: Python's stand-ins for undecodable bytes in argv, which no UTF-8 file can hold.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def _spec(default: Any, check: Check | None = None, allowed: str = "") -> Any:
@@ -50,20 +54,28 @@ def _choice(options: Sequence[str]) -> Check:
     return lambda v: v in options
 
 
+# NumPy's legacy seeding, which Keras and keras-tuner use, takes 32-bit seeds only.
+SEED_ALLOWED = "an integer in [0, 4294967295]"
+
+
+def _seed(v: int) -> bool:
+    return 0 <= v < 2**32
+
+
 def _name(v: str) -> bool:
-    return v == "" or _RUN_NAME.match(v) is not None
+    return v == "" or _RUN_NAME.fullmatch(v) is not None
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """[data]: which dataset, how it is split, batched and shuffled."""
 
-    dataset: str = _spec("fashion_mnist", lambda v: _TFDS_NAME.match(v) is not None,
+    dataset: str = _spec("fashion_mnist", lambda v: _TFDS_NAME.fullmatch(v) is not None,
                          "a TFDS dataset name such as \"fashion_mnist\"")
     batch_size: int = _spec(256, _at_least(1), "an integer >= 1")
     validation_fraction: float = _spec(0.1, lambda v: 0 <= v < 1,
                                        "a number in [0, 1); 0 validates on the test split, as D2L does")
-    shuffle_seed: int = _spec(0, _at_least(0), "an integer >= 0")
+    shuffle_seed: int = _spec(0, _seed, SEED_ALLOWED)
     data_dir: str = _spec("", None, "a path; \"\" means TFDS's default (~/tensorflow_datasets)")
     manual_dir: str = _spec("", None, "a path; \"\" means $TFSOFTMAX_MANUAL_DIR")
     # D2L scales pixels to [0, 1]; false keeps 0..255, which makes the naive softmax overflow.
@@ -87,7 +99,7 @@ class TrainConfig:
     lr: float = _spec(0.1, _positive, "a finite number > 0")
     momentum: float = _spec(0.9, lambda v: 0 <= v < 1, "a number in [0, 1), used by optimizer \"momentum\"")
     epochs: int = _spec(10, _at_least(1), "an integer >= 1")
-    seed: int = _spec(0, _at_least(0), "an integer >= 0")
+    seed: int = _spec(0, _seed, SEED_ALLOWED)
     # Steps run per call into the compiled graph: fewer Python round trips, same arithmetic. Measured
     # with `tfsoftmax bench` at batch 256: 0.31 s/epoch at 1, 0.14 at 8, 0.107 at 64 (the NumPy floor
     # is 0.053); batch-end checks (divergence, Ctrl-C) then run every 64 steps.
@@ -126,7 +138,7 @@ class SweepConfig:
     objective: str = _spec("val_accuracy", _choice(OBJECTIVES), " | ".join(OBJECTIVES))
     executions_per_trial: int = _spec(1, _at_least(1), "an integer >= 1")
     epochs: int = _spec(0, _at_least(0), "an integer >= 0; 0 means train.epochs")
-    seed: int = _spec(0, _at_least(0), "an integer >= 0")
+    seed: int = _spec(0, _seed, SEED_ALLOWED)
     space: tuple[SpaceEntry, ...] = ()
 
 
@@ -146,7 +158,13 @@ SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": 
 
 
 def _fail(source: str, message: str) -> TfsoftmaxError:
-    return TfsoftmaxError(f"{source}: {message}", CONFIG_ERROR)
+    return TfsoftmaxError(_printable(f"{source}: {message}"), CONFIG_ERROR)
+
+
+def _printable(text: str) -> str:
+    """The text on one line: line breaks and other unprintable characters, which keys, file names and
+    --set strings may hold, written as Python escapes (\\n, \\x1e, \\u2028)."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def _suggest(name: str, options: Sequence[str]) -> str:
@@ -154,34 +172,48 @@ def _suggest(name: str, options: Sequence[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _toml_repr(value: Any) -> str:
-    """The value as TOML would write it, for messages."""
+def _toml_repr(value: Any, depth: int = 0) -> str:
+    """The value as TOML would write it, for messages; arrays and tables nested past 8 levels are elided as
+    "...", as tomllib reads nesting deeper than this function could recurse."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int):
+        try:
+            return repr(value)
+        except ValueError:  # str() refuses ints over 4300 digits (a long hex literal); hex() does not
+            return hex(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string, escapes included
+        return _toml_string(value)
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else
                                                           ("inf" if value > 0 else "-inf"))
+    if isinstance(value, (list, tuple, dict)) and depth == 8:
+        return "..."
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_repr(v) for v in value) + "]"
+        return "[" + ", ".join(_toml_repr(v, depth + 1) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_repr(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_repr(v, depth + 1)}" for k, v in value.items()) + " }"
     return repr(value)
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string. JSON's escapes are TOML's, except that with `ensure_ascii` JSON writes a character
+    beyond U+FFFF as a surrogate pair, which TOML rejects; so keep non-ASCII as is, and escape DEL as TOML asks."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def _toml_key(key: str) -> str:
-    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else f'"{key}"'
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
 
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 def _coerce(value: Any, kind: type) -> tuple[bool, Any]:
-    """Strict typing: no bool for numbers, no float for an int; an int is a fine float."""
+    """Strict typing: no bool for numbers, no float for an int; an int is a fine float if it is 64-bit."""
     if kind is bool:
         return isinstance(value, bool), value
-    if isinstance(value, bool):
+    if isinstance(value, bool) or (isinstance(value, int) and value not in _INT64):
         return False, value
     if kind is float and isinstance(value, int):
         return True, float(value)
@@ -196,8 +228,13 @@ def check_value(section: str, name: str, value: Any, source: str) -> Any:
     ok, value = _coerce(value, kind)
     allowed = spec.metadata["allowed"] or _TYPE_NAMES[kind]
     if not ok:
-        raise _fail(source, f"{section}.{name}: expected {_TYPE_NAMES[kind]}, got {_toml_repr(value)} "
+        too_big = kind in (int, float) and type(value) is int  # the type is fine, so the size is not
+        expected = "an integer in TOML's 64-bit range" if too_big else _TYPE_NAMES[kind]
+        raise _fail(source, f"{section}.{name}: expected {expected}, got {_toml_repr(value)} "
                             f"({type(value).__name__}); allowed: {allowed}")
+    if isinstance(value, str) and _SURROGATE.search(value):
+        raise _fail(source, f"{section}.{name}: got {_toml_repr(value)}, which is not Unicode text (undecodable "
+                            f"bytes in a --set?); allowed: {allowed}")
     check = spec.metadata["check"]
     if check is not None and not check(value):
         raise _fail(source, f"{section}.{name}: got {_toml_repr(value)}; allowed: {allowed}")
@@ -320,13 +357,25 @@ def _space_entry_dict(entry: SpaceEntry) -> dict[str, Any]:
 
 def to_toml(config: Config, header: str = "") -> str:
     """The complete config as a TOML file that `load_config` reads back to an equal Config."""
-    lines = [f"# {line}" for line in header.splitlines()]
+    lines = [f"# {_printable(line)}" for line in header.splitlines()]  # a TOML comment holds no control codes
     for section, values in to_dict(config).items():
         space = values.pop("space", None)
         lines += ["", f"[{section}]"] + [f"{k} = {_toml_repr(v)}" for k, v in values.items()]
         if space:
             lines += ["", f"[{section}.space]"] + [f"{_toml_key(k)} = {_toml_repr(v)}" for k, v in space.items()]
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _loads(text: str) -> dict[str, Any]:
+    """`tomllib.loads`, with the two other errors it can raise turned into TOMLDecodeError."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError:  # a ValueError too, so let it through first
+        raise
+    except ValueError:  # int() refuses a decimal integer over 4300 digits
+        raise tomllib.TOMLDecodeError("integer over 4300 digits") from None
+    except RecursionError:  # the parser recurses once per nested array or inline table
+        raise tomllib.TOMLDecodeError("arrays or inline tables nested too deeply") from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -342,9 +391,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise _fail(source, f"'{path}' is not section.key; allowed sections: {', '.join(SECTIONS)}")
     raw = raw.strip()
     try:
-        return parts, tomllib.loads(f"v = {raw}")["v"]
+        doc = _loads(f"v = {raw}")
     except tomllib.TOMLDecodeError:
         return parts, raw
+    # More lines of TOML after the value ("1\nx = 2") make it no single value: keep it all, drop nothing.
+    return parts, doc["v"] if len(doc) == 1 else raw
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -387,13 +438,17 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     except (OSError, UnicodeDecodeError) as e:
         raise _fail(str(path), f"cannot read config file: {e}") from None
     try:
-        raw = tomllib.loads(text)
+        raw = _loads(text)
     except tomllib.TOMLDecodeError as e:
         raise _fail(str(path), f"invalid TOML: {e}") from None
     from_dict(raw, str(path))  # the file's own mistakes are named as the file's, before any --set
     config = from_dict(apply_overrides(raw, overrides), str(path))
     if config.logging.experiment == "":
-        name = re.sub(r"[^A-Za-z0-9_.\-]", "_", path.stem)
+        # Only the characters logging.experiment allows, starting with a letter or digit as it must.
+        name = re.sub(r"[^A-Za-z0-9_.\-]", "_", path.stem).lstrip("_.-")
+        if not name:
+            raise _fail(str(path), "logging.experiment: the file name has no letter or digit to name the "
+                                   "experiment after; set logging.experiment")
         config = dataclasses.replace(config, logging=dataclasses.replace(config.logging, experiment=name))
     return config
 
