@@ -13,7 +13,7 @@ from typing import Callable
 
 import pytest
 
-from tfsoftmax import tune
+from tfsoftmax import train, tune
 from tfsoftmax.config import load_config
 from tfsoftmax.errors import TfsoftmaxError
 
@@ -122,6 +122,25 @@ def test_batch_size_changes_steps_per_epoch(write_config: Callable[..., Path]) -
     records = trial_records(tune.sweep_dir(config))
     steps = {row.values["data.batch_size"]: records[row.trial_id]["history"]["steps"] for row in result.rows}
     assert steps == {8: [14], 54: [2]}  # 108 training images
+
+
+@pytest.mark.parametrize("kind", ["keras", "scratch"])
+def test_each_trial_equals_a_run_of_its_saved_config(write_config: Callable[..., Path], kind: str) -> None:
+    """Trials after the first reuse the first one's traced model: its starting state must be reset exactly
+    (weights, momentum slots, step count, learning rate), as a fresh run of the trial's config shows."""
+    optimizer = "momentum" if kind == "keras" else "sgd"
+    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.3, 0.05, 0.2] }\n'
+                                                  '"data.batch_size" = { values = [16, 32] }', trials=3,
+                                    algorithm="random", epochs=2,
+                                    extra=f'[model]\nkind = "{kind}"\n[train]\noptimizer = "{optimizer}"\n'))
+    tune.search(config)
+    sweep = tune.sweep_dir(config)
+    records = trial_records(sweep)
+    assert len(records) == 3
+    for trial, record in records.items():
+        again = train.run(load_config(sweep / trial / "execution0" / "config.toml"))
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "steps"):
+            assert again.history[key] == record["history"][key], (trial, key)
 
 
 def test_diverging_trial_is_recorded_and_the_sweep_goes_on(write_config: Callable[..., Path]) -> None:

