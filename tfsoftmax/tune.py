@@ -380,16 +380,18 @@ def _search(config: Config, overwrite: bool) -> SweepResult | None:
             tuner.oracle.save()
         return None
     tuner.oracle.save()
-    return collect(config, started)
+    return collect(config, started, tuner.hypermodel)
 
 
-def collect(config: Config, started: float) -> SweepResult:
-    """Read the sweep's trials from disk, rank them and write the results files."""
+def collect(config: Config, started: float, hypermodel: Any = None) -> SweepResult:
+    """Read the sweep's trials from disk, rank them and write the results files; `hypermodel` is the
+    searching one where there is one (a second would split the data again, ~200 MB for Fashion-MNIST)."""
     tuner_dir = sweep_dir(config) / "tuner"
     if not (tuner_dir / "oracle.json").is_file():
         raise TfsoftmaxError(f"sweep: no keras-tuner state in {tuner_dir}", RUNTIME_ERROR)
-    dataset = data_lib.load_dataset(config.data)
-    hypermodel = make_hypermodel(config, dataset, data_lib.split(dataset, config.data))
+    if hypermodel is None:
+        dataset = data_lib.load_dataset(config.data)
+        hypermodel = make_hypermodel(config, dataset, data_lib.split(dataset, config.data))
     tuner = make_tuner(config, hypermodel)
     # The tuner reloads only its own id's state (absent after a distributed sweep): read the oracle's.
     tuner.oracle.reload()
