@@ -6,10 +6,12 @@ The notebook API; importing it loads no TensorFlow:
     config = tfsoftmax.load_config("experiments/fashion_mnist.toml", ["train.lr=0.3"])
     result = tfsoftmax.run(config)
     result.test["accuracy"], result.run_dir, result.history, result.model
+    tfsoftmax.resume("logs/fashion_mnist/20261123-221502")   # an interrupted run, from its last epoch
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tfsoftmax.config import Config, load_config, override
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
     from tfsoftmax.train import RunResult
 
 __version__ = "0.1.0"
-__all__ = ["Config", "TfsoftmaxError", "load_config", "override", "run"]
+__all__ = ["Config", "TfsoftmaxError", "load_config", "override", "resume", "run"]
 
 
 def run(config: Config) -> RunResult:
@@ -27,3 +29,10 @@ def run(config: Config) -> RunResult:
     from tfsoftmax.train import run as run_experiment
 
     return run_experiment(config)
+
+
+def resume(run_dir: str | Path) -> RunResult:
+    """Continue an interrupted run from its last finished epoch; see `tfsoftmax.train.resume`."""
+    from tfsoftmax.train import resume as resume_run
+
+    return resume_run(Path(run_dir))

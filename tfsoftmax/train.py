@@ -267,9 +267,10 @@ def finish_trial(model: keras.Model, record: Any, run_dir: Path, started: float)
     checkpoint.remove(run_dir)
 
 
-def write_run_files(run_dir: Path, config: Config, dataset: data_lib.Dataset) -> None:
+def write_run_files(run_dir: Path, config: Config, dataset: data_lib.Dataset, resume_with: str) -> None:
     """The exact config (re-runnable as is) and the environment, before training starts."""
-    header = f"Resolved config of run {run_dir}.\nRe-run with: tfsoftmax run {run_dir / 'config.toml'}"
+    header = (f"Resolved config of run {run_dir}.\nRe-run with: tfsoftmax run {run_dir / 'config.toml'}\n"
+              f"If interrupted, continue with: {resume_with}")
     write_text(run_dir / "config.toml", to_toml(config, header))
     write_json(run_dir / "environment.json", environment(dataset, data_lib.manual_dir(config.data)))
 
@@ -292,7 +293,7 @@ def run(config: Config) -> RunResult:
     dataset = data_lib.load_dataset(config.data)
     run_dir = make_run_dir(config)
     with locked(run_dir / ".lock"):
-        write_run_files(run_dir, config, dataset)
+        write_run_files(run_dir, config, dataset, f"tfsoftmax run --resume {run_dir}")
         return _train(config, dataset, run_dir, None, started)
 
 

@@ -107,7 +107,8 @@ def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.
             run_dir.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
             train.write_run_files(run_dir, dataclasses.replace(
-                trial_config, train=dataclasses.replace(trial_config.train, epochs=epochs)), dataset)
+                trial_config, train=dataclasses.replace(trial_config.train, epochs=epochs)), dataset,
+                "the same `tfsoftmax sweep` command (the trial continues from its last finished epoch)")
             prior = checkpoint.read_record(run_dir)
             if prior is not None and prior.get("status") == "completed":
                 return history(prior["history"])  # finished before the sweep was interrupted: keep it
