@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,6 +129,14 @@ def test_resume_refuses_what_is_not_a_resumable_run(write_config: Callable[..., 
     code, err = _error(["run", "--resume", str(diverged)], capsys)
     assert code == 2 and err.startswith(f"tfsoftmax: error: --resume {diverged}: the run diverged (training "
                                         "loss became nan") and err.endswith("change the config and start a new run")
+    trial = tmp_path / "sweep" / "0" / "execution0"
+    trial.mkdir(parents=True)
+    shutil.copy(done / "config.toml", trial / "config.toml")
+    (tmp_path / "sweep" / "tuner").mkdir()
+    (tmp_path / "sweep" / "tuner" / "oracle.json").write_text("{}")
+    assert _error(["run", "--resume", str(trial)], capsys) == (
+        2, f"tfsoftmax: error: --resume {trial}: a trial of the sweep {tmp_path / 'sweep'}; run the same "
+           "`tfsoftmax sweep` command again to continue it")
     (done / "metrics.json").write_text('{"status": "runn')
     code, err = _error(["run", "--resume", str(done)], capsys)
     assert code == 1 and err.startswith(f"tfsoftmax: error: {done / 'metrics.json'}: unreadable record")

@@ -116,33 +116,53 @@ def small_disk(tmp_path: Path) -> Callable[[int], Path]:
         subprocess.run(["umount", str(point)], check=False)
 
 
-def _assert_kept_and_resumable(run_dir: Path, tmp_path: Path) -> None:
+def _assert_kept_and_resumable(run_dir: Path, tmp_path: Path, min_epochs: int) -> None:
     """What was written before the failure reads back, and a copy on a roomy disk resumes to the end."""
     load_config(run_dir / "config.toml")
     record = json.loads((run_dir / "metrics.json").read_text())
-    assert record["status"] in ("failed", "running") and record["epochs_completed"] >= 1
+    assert record["status"] == "failed" and record["error"].startswith("cannot write")
+    assert record["epochs_completed"] >= min_epochs
     roomy = tmp_path / "roomy" / run_dir.name
     shutil.copytree(run_dir, roomy)
     resumed = subprocess.run(_cli("run", "--resume", str(roomy)), env=_env(), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _complete(roomy)
+    assert json.loads((roomy / "metrics.json").read_text())["resumed_at_epochs"][0] >= min_epochs
 
 
+# A disk with room for the config only, and one that fills up after a few epochs. A run keeps 4 MiB in
+# reserve (HDF5 writers segfault on a full disk), so it stops cleanly before the disk is full.
 @pytest.mark.slow
-@pytest.mark.parametrize("kib", [40, 120])  # the checkpoint fails first; the TensorBoard event file does
+@pytest.mark.parametrize("kib,min_epochs", [(40, 0), (4096 + 100, 2)])
 def test_full_disk_is_one_line_and_loses_nothing(write_config: Callable[..., Path], tmp_path: Path,
-                                                 small_disk: Callable[[int], Path], kib: int) -> None:
+                                                 small_disk: Callable[[int], Path], kib: int,
+                                                 min_epochs: int) -> None:
     disk = small_disk(kib)
-    path = write_config("[train]\nepochs = 3")
+    path = write_config("[train]\nepochs = 100")
     result = subprocess.run(_cli("run", str(path), "--logdir", str(disk)), env=_env(), capture_output=True,
                             text=True, timeout=300)
     run_dir = next((disk / "tiny").iterdir())
     assert result.returncode == 1
+    assert _last_line(result.stderr) == (f"tfsoftmax: error: cannot write in {run_dir}: No space left on device "
+                                         "(under 4 MiB free); what was written before is kept; resume with: "
+                                         f"tfsoftmax run --resume {run_dir}")
+    _assert_kept_and_resumable(run_dir, tmp_path, min_epochs)
+
+
+@pytest.mark.slow
+def test_full_disk_stops_a_sweep_in_one_line(write_config: Callable[..., Path],
+                                             small_disk: Callable[[int], Path]) -> None:
+    disk = small_disk(4096 + 100)
+    path = write_config('[train]\nepochs = 30\n[sweep]\nalgorithm = "grid"\nmax_trials = 3\n'
+                        '[sweep.space]\n"train.lr" = { values = [0.1, 0.2, 0.3] }', name="sw")
+    result = subprocess.run(_cli("sweep", str(path), "--logdir", str(disk)), env=_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1
     line = _last_line(result.stderr)
-    assert line.startswith("tfsoftmax: error: cannot write ") and "No space left on device" in line
-    assert line.endswith(f"resume with: tfsoftmax run --resume {run_dir}")
-    _assert_kept_and_resumable(run_dir, tmp_path)
+    assert line.startswith(f"tfsoftmax: error: cannot write in {disk / 'sw'}/") and line.endswith(
+        "No space left on device (under 4 MiB free); what was written before is kept; run the same sweep "
+        "command again to resume")
 
 
 @pytest.mark.slow
@@ -161,7 +181,7 @@ def test_file_size_limit_is_one_line_and_loses_nothing(write_config: Callable[..
     line = _last_line(result.stderr)
     assert line == (f"tfsoftmax: error: cannot write in {run_dir}: File too large; what was written before is "
                     f"kept; resume with: tfsoftmax run --resume {run_dir}")
-    _assert_kept_and_resumable(run_dir, tmp_path)
+    _assert_kept_and_resumable(run_dir, tmp_path, 1)
 
 
 def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -117,6 +117,10 @@ def resumable(run_dir: Path) -> dict[str, Any]:
     if not (run_dir / "config.toml").is_file():
         raise TfsoftmaxError(f"{where}: not a run directory (no config.toml); allowed: a folder that "
                              "`tfsoftmax run` created, such as logs/<experiment>/<run>", CONFIG_ERROR)
+    sweep = run_dir.parent.parent
+    if run_dir.name.startswith("execution") and (sweep / "tuner" / "oracle.json").is_file():
+        raise TfsoftmaxError(f"{where}: a trial of the sweep {sweep}; run the same `tfsoftmax sweep` command "
+                             "again to continue it", CONFIG_ERROR)
     record = read_record(run_dir) or {"status": "running", "history": {}}
     status = record.get("status")
     if status == "completed":

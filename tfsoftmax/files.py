@@ -8,6 +8,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
@@ -81,6 +82,22 @@ def locked(path: Path, blocking: bool = True) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# Free space a run keeps in hand: Keras' and keras-tuner's HDF5 weight writers crash the whole process
+# (segfault, measured on a full tmpfs) when a write fails, so training stops cleanly before that.
+RESERVE_BYTES = 4 << 20
+
+
+def ensure_space(folder: Path) -> None:
+    """Stop with one line while the next epoch's files (a few hundred KB) still fit."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # the writes that follow report the real problem
+    if free < RESERVE_BYTES:
+        raise TfsoftmaxError(f"cannot write in {folder}: No space left on device (under "
+                             f"{RESERVE_BYTES >> 20} MiB free); what was written before is kept", RUNTIME_ERROR)
 
 
 # What a failed write says, from Python (strerror) or from TensorFlow's C++ writers (in the message).

@@ -16,7 +16,7 @@ from tfsoftmax import checkpoint
 from tfsoftmax import data as data_lib
 from tfsoftmax.config import Config, load_config, to_toml
 from tfsoftmax.errors import INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
-from tfsoftmax.files import locked, reported_writes, write_json, write_text
+from tfsoftmax.files import ensure_space, locked, reported_writes, write_json, write_text
 
 if TYPE_CHECKING:
     import keras
@@ -156,6 +156,7 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int, resume: checkpoint
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if self.divergence is not None or STOP.is_set():
                 return  # a half-epoch that diverged or was stopped is not a finished epoch
+            ensure_space(run_dir)  # before this epoch's writes, ours and the callbacks' after us
             for key, value in (logs or {}).items():
                 self.history.setdefault(key, []).append(float(value))
             self.history.setdefault("steps", []).append(self._iterations() - self.first_step)
@@ -240,6 +241,7 @@ def finish(model: keras.Model, record: Any, splits: data_lib.Splits, dataset: da
         scores = model.evaluate(data_lib.eval_batches(*splits.test), verbose=0, return_dict=True)
         test = {"loss": float(scores["loss"]), "accuracy": float(scores["accuracy"])}
     try:
+        ensure_space(run_dir)
         with reported_writes(run_dir):
             report.write_report(run_dir, model, splits.test, dataset.class_names, config, test,
                                 step=len(record.history.get("loss", [])))
@@ -257,6 +259,7 @@ def finish(model: keras.Model, record: Any, splits: data_lib.Splits, dataset: da
 
 def finish_trial(model: keras.Model, record: Any, run_dir: Path, started: float) -> None:
     """A sweep trial's record: model and metrics, but no test evaluation (the test split never chooses)."""
+    ensure_space(run_dir)
     with reported_writes(run_dir):
         save_model(model, run_dir)
     status = "diverged" if record.divergence is not None else "completed"

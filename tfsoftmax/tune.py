@@ -117,11 +117,11 @@ def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.
                 keep_best_epoch(callbacks, resume.history)
             try:
                 record = train.fit(model, splits, trial_config, run_dir, callbacks, epochs, resume, **kwargs)
+                train.finish_trial(model, record, run_dir, started)
             except TfsoftmaxError as e:  # Ctrl-C, a full disk: stop the search, not just this trial
-                if e.exit_code == INTERRUPTED:
-                    e = TfsoftmaxError(f"{e}; run the same sweep command again to resume", INTERRUPTED)
+                if e.exit_code == INTERRUPTED or str(e).startswith("cannot write"):
+                    e = TfsoftmaxError(f"{e}; run the same sweep command again to resume", e.exit_code)
                 raise keras_tuner.errors.FatalError(str(e)) from e
-            train.finish_trial(model, record, run_dir, started)
             if record.divergence is not None:
                 raise keras_tuner.errors.FailedTrialError(f"diverged: {record.divergence['reason']}")
             # The whole trial's epochs, also those before a resume, so keras-tuner scores all of them.
