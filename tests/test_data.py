@@ -82,6 +82,14 @@ def test_each_epoch_order_depends_only_on_seed_and_epoch(tiny_data_dir: Path) ->
     assert not np.array_equal(labels(4, 1), whole[:len(y)])
 
 
+def test_images_and_labels_stay_paired(tiny_data_dir: Path) -> None:
+    cfg = DataConfig(data_dir=str(tiny_data_dir))
+    x, y = data.split(data.load_dataset(cfg), cfg).train
+    for bx, by in data.train_batches(x, y, 16, seed=1):
+        rows = np.argmax(bx.numpy()[:, 2::2, 0, 0], axis=1)  # the bright stripe encodes the label
+        assert np.array_equal(rows, by.numpy())
+
+
 def test_unknown_dataset_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(TfsoftmaxError, match=r"unknown TFDS dataset 'fashon_mnist' \(did you mean "
                                              r"'fashion_mnist'\?\)") as info:

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from tfsoftmax import checkpoint, cli, train
+from tfsoftmax import checkpoint, cli, files, train
 from tfsoftmax.config import load_config, override
 from tfsoftmax.errors import TfsoftmaxError
 from tfsoftmax.files import locked
@@ -42,7 +42,7 @@ def _assert_same_result(a: Path, b: Path) -> None:
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "steps"):
         assert ma["history"][key] == mb["history"][key], key
     assert ma["test"] == mb["test"]
-    assert all(np.array_equal(x, y) for x, y in zip(_weights(a), _weights(b)))
+    assert all(np.array_equal(x, y) for x, y in zip(_weights(a), _weights(b), strict=True))
     assert not (a / checkpoint.FOLDER).exists() and not (b / checkpoint.FOLDER).exists()
 
 
@@ -73,9 +73,33 @@ def test_stopped_run_resumes_to_the_uninterrupted_result(write_config: Callable[
     assert record["status"] == "interrupted" and record["epochs_completed"] == 2
     assert checkpoint.latest(cut)[0] == 2 and not (cut / "model.keras").exists()
     monkeypatch.undo()
+    _stop_after_epoch(monkeypatch, 4)  # and once more, from the resumed run
+    with pytest.raises(TfsoftmaxError, match="interrupted after 4 finished"):
+        train.resume(cut)
+    monkeypatch.undo()
     resumed = train.resume(cut)
-    assert resumed.run_dir == cut and _metrics(cut)["resumed_at_epochs"] == [2]
+    assert resumed.run_dir == cut and _metrics(cut)["resumed_at_epochs"] == [2, 4]
     _assert_same_result(whole.run_dir, cut)
+
+
+def test_low_disk_stops_before_writing_and_the_run_resumes(write_config: Callable[..., Path],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the 4 MiB reserve a run stops in one line at the next epoch end (what runs without root can
+    test; tests/test_robustness.py fills a real small disk where mounting is allowed)."""
+    import shutil as shutil_module
+
+    config = load_config(write_config(f"[train]\nepochs = {EPOCHS}"))
+    real = shutil_module.disk_usage
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda p: real(p)._replace(free=files.RESERVE_BYTES - 1))
+    with pytest.raises(TfsoftmaxError, match=r"^cannot write in .*: No space left on device \(under 4 MiB "
+                                             r"free\); what was written before is kept; resume with: "
+                                             r"tfsoftmax run --resume ") as info:
+        train.run(config)
+    assert info.value.exit_code == 1
+    monkeypatch.undo()
+    run_dir = next(Path(config.logging.root).glob("*/*"))
+    assert _metrics(run_dir)["status"] == "failed" and _metrics(run_dir)["epochs_completed"] == 0
+    assert train.resume(run_dir).status == "completed"
 
 
 def test_record_one_epoch_ahead_of_the_checkpoint_is_cut_back(write_config: Callable[..., Path],

@@ -70,11 +70,14 @@ def test_two_sweeps_of_one_experiment_never_share_its_folder(write_config: Calla
     assert len(records) == 2 and all(r["status"] == "completed" for r in records)
 
 
-def test_sweep_in_use_is_refused_in_process(write_config: Callable[..., Path]) -> None:
+def test_sweep_in_use_is_refused_in_process(write_config: Callable[..., Path],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     path = write_config('[sweep]\nmax_trials = 1\n[sweep.space]\n"train.lr" = { values = [0.1] }', name="sw")
     config = load_config(path)
     with tune.exclusive(config):
-        assert cli.main(["sweep", str(path)]) == 1
+        code, err = _one_line_error(["sweep", str(path)], capsys)
+    assert code == 1 and err == (f"tfsoftmax: error: sweep: {tune.sweep_dir(config)} is in use by another "
+                                 "sweep process; wait for it to end or set another logging.experiment")
 
 
 @pytest.mark.slow

@@ -143,6 +143,21 @@ def test_each_trial_equals_a_run_of_its_saved_config(write_config: Callable[...,
             assert again.history[key] == record["history"][key], (trial, key)
 
 
+def test_hyperband_continues_trials_from_their_initial_epoch(write_config: Callable[..., Path]) -> None:
+    config = load_config(sweep_file(write_config, '"train.lr" = { min = 0.05, max = 0.5, sampling = "log" }',
+                                    algorithm="hyperband", epochs=4, extra='[train]\noptimizer = "momentum"\n'))
+    result = tune.search(config)
+    sweep = tune.sweep_dir(config)
+    records = trial_records(sweep)
+    assert len(records) == tune.count_trials(config) == len(result.rows) and result.best_config_path
+    assert all(r["status"] == "completed" for r in records.values())
+    continued = {t: r for t, r in records.items() if r.get("first_epoch", 0) > 0}
+    assert continued  # Hyperband's later brackets train on from where an earlier trial stopped
+    for record in continued.values():
+        assert len(record["history"]["loss"]) == record["epochs_planned"] - record["first_epoch"]
+    assert list(sweep.glob("*/execution0/checkpoint")) == []
+
+
 def test_diverging_trial_is_recorded_and_the_sweep_goes_on(write_config: Callable[..., Path]) -> None:
     config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.5, 1e36, 0.2] }', trials=3,
                                     algorithm="grid", extra="[data]\nscale = false\n"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,8 @@ class Resume:
     epoch: int
     weights: Path | None
     history: dict[str, list[float]]
+    first_epoch: int
+    resumed_at: list[int]
 
 
 def save(model: keras.Model, run_dir: Path, epoch: int) -> None:
@@ -48,7 +51,8 @@ def save(model: keras.Model, run_dir: Path, epoch: int) -> None:
     try:
         folder.mkdir(exist_ok=True)
     except OSError as e:
-        raise TfsoftmaxError(f"cannot write the checkpoint {path}: {e.strerror}", RUNTIME_ERROR) from None
+        raise TfsoftmaxError(f"cannot write the checkpoint {path}: {e.strerror}", RUNTIME_ERROR,
+                             resumable=True) from None
     atomic_write(path, lambda f: np.savez(f, **arrays))
     for old in folder.iterdir():
         if old != path:
@@ -80,7 +84,7 @@ def restore(model: keras.Model, path: Path) -> None:
         model.set_weights(weights)
         for variable, value in zip(model.optimizer.variables, state):
             variable.assign(value)
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise TfsoftmaxError(f"cannot read the checkpoint {path}: {e}; it does not match this run's "
                              "model, or is damaged", RUNTIME_ERROR) from None
 
@@ -94,18 +98,23 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise TfsoftmaxError(f"{path}: unreadable record ({e})", RUNTIME_ERROR) from None
-    if not isinstance(record, dict):
-        raise TfsoftmaxError(f"{path}: unreadable record (not a JSON object)", RUNTIME_ERROR)
+    if not isinstance(record, dict) or not isinstance(record.get("history", {}), dict):
+        raise TfsoftmaxError(f"{path}: unreadable record (not a tfsoftmax metrics.json)", RUNTIME_ERROR)
     return record
 
 
 def resume_point(run_dir: Path, record: dict[str, Any] | None) -> Resume:
     """The epoch to continue from: the checkpoint's, with the record's history cut to it (the record is
-    written before the checkpoint, so it can be one epoch ahead, never behind)."""
+    written before the checkpoint, so it can be one epoch ahead, never behind; its history starts at
+    `first_epoch`, which only Hyperband's continued trials set)."""
     found = latest(run_dir)
     epoch, weights = found if found else (0, None)
-    history = (record or {}).get("history") or {}
-    return Resume(epoch=epoch, weights=weights, history={k: list(v[:epoch]) for k, v in history.items()})
+    record = record or {}
+    first = int(record.get("first_epoch", 0))
+    history = record.get("history") or {}
+    return Resume(epoch=max(epoch, first), weights=weights, first_epoch=first,
+                  history={k: list(v[:max(epoch - first, 0)]) for k, v in history.items()},
+                  resumed_at=list(record.get("resumed_at_epochs", [])))
 
 
 def resumable(run_dir: Path) -> dict[str, Any]:

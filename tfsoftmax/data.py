@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -168,7 +169,7 @@ def _load(cfg: DataConfig) -> Dataset:
     try:
         with np.load(cache) as stored:
             arrays = {k: stored[k] for k in stored.files}
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise TfsoftmaxError(f"data: decoded-array cache {cache} is unreadable ({e}); delete it to rebuild",
                              RUNTIME_ERROR) from None
     return Dataset(name=builder.name, version=str(builder.info.version), checksum=str(arrays["checksum"]),

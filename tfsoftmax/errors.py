@@ -15,6 +15,9 @@ INTERRUPTED = 130
 class TfsoftmaxError(Exception):
     """An error the user can act on; `cli.main` prints it on one line and exits with `exit_code`."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
+    def __init__(self, message: str, exit_code: int, resumable: bool = False) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        # True where the run's record and checkpoint are intact and it can go on once the cause is gone
+        # (a full disk, a write limit, Ctrl-C): the message then says how to resume.
+        self.resumable = resumable or exit_code == INTERRUPTED

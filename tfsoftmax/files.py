@@ -22,7 +22,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
-        raise TfsoftmaxError(f"cannot write {path}: {e.strerror}", RUNTIME_ERROR) from None
+        raise TfsoftmaxError(f"cannot write {path}: {e.strerror}", RUNTIME_ERROR, resumable=True) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -31,7 +31,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        raise TfsoftmaxError(f"cannot write {path}: {e.strerror or e}", RUNTIME_ERROR) from None
+        raise TfsoftmaxError(f"cannot write {path}: {e.strerror or e}", RUNTIME_ERROR, resumable=True) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -78,6 +78,8 @@ def locked(path: Path, blocking: bool = True) -> Iterator[bool]:
         except BlockingIOError:
             yield False
             return
+        except OSError as e:  # a filesystem without locks (some network mounts)
+            raise TfsoftmaxError(f"cannot lock {path}: {e.strerror}", RUNTIME_ERROR) from None
         try:
             yield True
         finally:
@@ -97,7 +99,8 @@ def ensure_space(folder: Path) -> None:
         return  # the writes that follow report the real problem
     if free < RESERVE_BYTES:
         raise TfsoftmaxError(f"cannot write in {folder}: No space left on device (under "
-                             f"{RESERVE_BYTES >> 20} MiB free); what was written before is kept", RUNTIME_ERROR)
+                             f"{RESERVE_BYTES >> 20} MiB free); what was written before is kept", RUNTIME_ERROR,
+                             resumable=True)
 
 
 # What a failed write says, from Python (strerror) or from TensorFlow's C++ writers (in the message).
@@ -120,4 +123,4 @@ def reported_writes(folder: Path) -> Iterator[None]:
         if reason is None:
             raise
         raise TfsoftmaxError(f"cannot write in {folder}: {reason}; what was written before is kept",
-                             RUNTIME_ERROR) from None
+                             RUNTIME_ERROR, resumable=True) from None

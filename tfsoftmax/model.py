@@ -50,6 +50,9 @@ def build_model(image_shape: tuple[int, ...], num_classes: int, model_cfg: Model
                   steps_per_execution=train.steps_per_execution,
                   # Keras turns XLA off under deterministic ops, which reproducible runs need.
                   jit_compile=False)
+    # Built now rather than at the first step, so every model has its optimizer state from the start: a
+    # sweep's reused model and a fresh one then load Hyperband's or a checkpoint's weights alike.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 
@@ -67,7 +70,7 @@ def reset_to(model: keras.Model, fresh: keras.Model) -> keras.Model:
     model.set_weights(fresh.get_weights())
     for variable in model.optimizer.variables:
         variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
-    model.optimizer.learning_rate = float(fresh.optimizer.learning_rate.numpy())
+    model.optimizer.learning_rate = float(keras.ops.convert_to_numpy(fresh.optimizer.learning_rate))
     if model_cfg := getattr(fresh, "model_cfg", None):  # the scratch model saves its configs with itself
         model.model_cfg, model.train_cfg = model_cfg, fresh.train_cfg
     return model

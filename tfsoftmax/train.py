@@ -118,7 +118,8 @@ def epoch_stats(n_train: int) -> keras.callbacks.Callback:
     return EpochStats()
 
 
-def _make_callbacks(n_train: int, run_dir: Path, epochs: int, resume: checkpoint.Resume | None) -> tuple[Any, Any]:
+def _make_callbacks(n_train: int, run_dir: Path, epochs: int, first_epoch: int,
+                    resume: checkpoint.Resume | None) -> tuple[Any, Any]:
     import keras
 
     class RunRecord(keras.callbacks.Callback):
@@ -128,7 +129,8 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int, resume: checkpoint
         def __init__(self) -> None:
             super().__init__()
             self.history: dict[str, list[float]] = dict(resume.history) if resume else {}
-            self.resumed = [resume.epoch] if resume else []
+            self.resumed = [*resume.resumed_at, resume.epoch] if resume else []
+            self.first_epoch = resume.first_epoch if resume else first_epoch  # where `history` starts
             self.status = "running"
             self.divergence: dict[str, Any] | None = None
             self.epoch = 0
@@ -173,6 +175,8 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int, resume: checkpoint
                 record["divergence"] = self.divergence
             if self.resumed:
                 record["resumed_at_epochs"] = self.resumed
+            if self.first_epoch:
+                record["first_epoch"] = self.first_epoch
             write_json(run_dir / "metrics.json", record)
 
     return epoch_stats(n_train), RunRecord()
@@ -183,10 +187,10 @@ def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Pa
     """`model.fit` with the record and timing callbacks ahead of `callbacks`, from `resume`'s epoch and
     weights if given (else from `initial_epoch`, as Hyperband passes it); returns the record."""
     n_train = len(splits.train[1])
-    stats, record = _make_callbacks(n_train, run_dir, epochs, resume)
     first = fit_kwargs.pop("initial_epoch", 0)
+    stats, record = _make_callbacks(n_train, run_dir, epochs, first, resume)
     if resume is not None:
-        first = resume.epoch
+        first = max(first, resume.epoch)
         if resume.weights is not None:
             checkpoint.restore(model, resume.weights)
     train_ds = data_lib.train_batches(*splits.train, config.data.batch_size, config.train.seed, first)
@@ -323,6 +327,8 @@ def resume(run_dir: Path) -> RunResult:
 
 def _train(config: Config, dataset: data_lib.Dataset, run_dir: Path, resume_from: checkpoint.Resume | None,
            started: float) -> RunResult:
+    """Build, fit (from `resume_from` if given) and finish a run in `run_dir`; a failure that leaves the run
+    resumable says how to resume it."""
     splits = data_lib.split(dataset, config.data)
     seed_everything(config.train.seed)
     from tfsoftmax.model import build_model
@@ -332,7 +338,9 @@ def _train(config: Config, dataset: data_lib.Dataset, run_dir: Path, resume_from
         record = fit(model, splits, config, run_dir, [tensorboard_callback(run_dir, config)],
                      config.train.epochs, resume_from)
         return finish(model, record, splits, dataset, config, run_dir, started)
+    except KeyboardInterrupt:  # a second Ctrl-C outside training: the last checkpoint is still there
+        raise TfsoftmaxError(f"interrupted; resume with: tfsoftmax run --resume {run_dir}", INTERRUPTED) from None
     except TfsoftmaxError as e:
-        if e.exit_code == INTERRUPTED or str(e).startswith("cannot write"):  # the record is resumable
+        if e.resumable:
             raise TfsoftmaxError(f"{e}; resume with: tfsoftmax run --resume {run_dir}", e.exit_code) from None
         raise

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import shutil
 import time
@@ -22,7 +21,7 @@ from tfsoftmax import checkpoint
 from tfsoftmax import data as data_lib
 from tfsoftmax import train
 from tfsoftmax.config import Config, SpaceEntry, load_config, override, require_space, to_toml
-from tfsoftmax.errors import INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import locked, write_json, write_text
 
 if TYPE_CHECKING:
@@ -104,22 +103,25 @@ def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.
                 epochs = trial_config.train.epochs
             board = next(c for c in callbacks if type(c).__name__ == "TensorBoard")
             run_dir = Path(board.log_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
-            train.write_run_files(run_dir, dataclasses.replace(
-                trial_config, train=dataclasses.replace(trial_config.train, epochs=epochs)), dataset,
-                "the same `tfsoftmax sweep` command (the trial continues from its last finished epoch)")
-            prior = checkpoint.read_record(run_dir)
-            if prior is not None and prior.get("status") == "completed":
-                return history(prior["history"])  # finished before the sweep was interrupted: keep it
-            resume = checkpoint.resume_point(run_dir, prior) if prior or checkpoint.latest(run_dir) else None
-            if resume is not None:
-                keep_best_epoch(callbacks, resume.history)
-            try:
+            try:  # Ctrl-C, a full disk, a damaged record: stop the search, not just this trial
+                run_dir.mkdir(parents=True, exist_ok=True)
+                train.write_run_files(run_dir, dataclasses.replace(
+                    trial_config, train=dataclasses.replace(trial_config.train, epochs=epochs)), dataset,
+                    "the same `tfsoftmax sweep` command (the trial continues from its last finished epoch)")
+                prior = checkpoint.read_record(run_dir)
+                if prior is not None and prior.get("status") == "completed":
+                    return history(prior["history"])  # finished before the sweep was interrupted: keep it
+                resume = checkpoint.resume_point(run_dir, prior) if checkpoint.latest(run_dir) else None
+                if resume is not None:
+                    keep_best_epoch(callbacks, resume.history)
                 record = train.fit(model, splits, trial_config, run_dir, callbacks, epochs, resume, **kwargs)
                 train.finish_trial(model, record, run_dir, started)
-            except TfsoftmaxError as e:  # Ctrl-C, a full disk: stop the search, not just this trial
-                if e.exit_code == INTERRUPTED or str(e).startswith("cannot write"):
+            except OSError as e:  # the trial folder itself could not be made
+                error = TfsoftmaxError(f"cannot write in {run_dir}: {e.strerror}", RUNTIME_ERROR)
+                raise keras_tuner.errors.FatalError(str(error)) from error
+            except TfsoftmaxError as e:
+                if e.resumable:
                     e = TfsoftmaxError(f"{e}; run the same sweep command again to resume", e.exit_code)
                 raise keras_tuner.errors.FatalError(str(e)) from e
             if record.divergence is not None:
@@ -235,11 +237,12 @@ class TrialRow:
 def _trial_status(trial: Any, run_dir: Path) -> tuple[str, str]:
     """keras-tuner's status, refined by our record: a failed trial that diverged says so."""
     status = str(trial.status).lower()
-    metrics_file = run_dir / "metrics.json"
-    if metrics_file.is_file():
-        record = json.loads(metrics_file.read_text())
-        if record.get("status") == "diverged":
-            return "diverged", record["divergence"]["reason"]
+    try:
+        record = checkpoint.read_record(run_dir) or {}
+    except TfsoftmaxError as e:
+        return "failed", str(e)
+    if record.get("status") == "diverged":
+        return "diverged", str((record.get("divergence") or {}).get("reason", ""))
     message = (trial.message or "").strip().splitlines()
     return status, message[-1] if message and status != "completed" else ""
 
@@ -405,10 +408,11 @@ def collect(config: Config, started: float, hypermodel: Any = None) -> SweepResu
 def count_trials(config: Config) -> int:
     """How many trials the sweep will run: max_trials, or fewer for a small grid; Hyperband's own count."""
     sweep = config.sweep
-    if sweep.algorithm == "hyperband":
+    if sweep.algorithm == "hyperband":  # keras-tuner's HyperbandOracle: every round's trials are new trials
         max_epochs, factor = trial_epochs(config), 3
-        brackets = int(math.log(max_epochs, factor)) + 1 if max_epochs > 1 else 1
-        return sum(math.ceil(brackets / (b + 1) * factor ** b) for b in range(brackets))
+        brackets = 1 + int(math.log(max_epochs, factor) + 1e-9)
+        end_size = math.ceil(1 + math.log(max_epochs, factor))
+        return sum(math.ceil(end_size / (b + 1) * factor ** (b - r)) for b in range(brackets) for r in range(b + 1))
     if sweep.algorithm == "grid" and all(e.values or e.step for e in sweep.space):
         size = 1
         for e in sweep.space:
