@@ -13,7 +13,7 @@ from typing import Callable
 
 import pytest
 
-from tfsoftmax import train, tune
+from tfsoftmax import results, train, tune
 from tfsoftmax.config import load_config
 from tfsoftmax.errors import TfsoftmaxError
 
@@ -51,7 +51,7 @@ def test_space_entries_are_declared_with_their_types(write_config: Callable[...,
     kinds = {h.name: type(h).__name__ for h in hp.space}
     assert kinds == {"train.lr": "Float", "data.batch_size": "Choice", "train.epochs": "Int",
                      "train.optimizer": "Choice"}
-    trial = tune.config_for(config, values)
+    trial = results.config_for(config, values)
     assert trial.data.batch_size == 8 and trial.train.optimizer == "sgd" and trial.train.epochs == 1
 
 

@@ -101,7 +101,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"\nworkers: {', '.join(ran)}")
     else:
         result = tune.search(config, overwrite=args.overwrite)
-    print(f"\n{tune.format_table(result.rows, [e.key for e in config.sweep.space], config.sweep.objective)}")
+    from tfsoftmax.results import format_table
+
+    print(f"\n{format_table(result.rows, [e.key for e in config.sweep.space], config.sweep.objective)}")
     print(f"\nsweep of {len(result.rows)} trials in {result.wall_time_s:.1f} s: {result.sweep_dir}")
     print(f"results:       {result.sweep_dir / 'results.csv'}, {result.sweep_dir / 'results.json'}")
     print(f"TensorBoard:   tfsoftmax board {result.sweep_dir}")

@@ -1,5 +1,5 @@
 """Sweeps: a keras-tuner HyperModel over the one model builder, the tuner picked by name, HParams declared
-up front, results ranked and the best config written back as an experiment file.
+up front, resumed trials, and the results handed to `results` to rank and write.
 
 Layout of `<root>/<experiment>/`: `tuner/` is keras-tuner's project (oracle and trial states), each
 `<trial_id>/execution<N>/` is a complete run directory and a TensorBoard run, and `results.csv`,
@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from tfsoftmax import checkpoint
+from tfsoftmax import checkpoint, results
 from tfsoftmax import data as data_lib
 from tfsoftmax import train
-from tfsoftmax.config import Config, SpaceEntry, load_config, override, require_space, to_toml
+from tfsoftmax.config import Config, SpaceEntry, load_config, override, require_space
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
-from tfsoftmax.files import locked, write_json, write_text
+from tfsoftmax.files import locked
+from tfsoftmax.results import TrialRow, config_for, trial_epochs
 
 if TYPE_CHECKING:
     import keras_tuner
@@ -53,11 +54,6 @@ def exclusive(config: Config) -> Iterator[None]:
         yield
 
 
-def trial_epochs(config: Config) -> int:
-    """Epochs per trial: the sweep's own setting, else the run's."""
-    return config.sweep.epochs or config.train.epochs
-
-
 def declare(hp: keras_tuner.HyperParameters, entry: SpaceEntry) -> Any:
     """Register one space entry with keras-tuner and return its current value."""
     if entry.values:
@@ -66,12 +62,6 @@ def declare(hp: keras_tuner.HyperParameters, entry: SpaceEntry) -> Any:
         return hp.Int(entry.key, int(entry.min), int(entry.max), step=int(entry.step) if entry.step else None,
                       sampling=entry.sampling)
     return hp.Float(entry.key, entry.min, entry.max, step=entry.step, sampling=entry.sampling)
-
-
-def config_for(config: Config, values: dict[str, Any]) -> Config:
-    """The full config of one trial: the sweep's config with the trial's swept values set."""
-    swept = {k: v for k, v in values.items() if not k.startswith("tuner/")}
-    return override(config, swept) if swept else config
 
 
 def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits) -> Any:
@@ -222,104 +212,6 @@ def write_hparams_config(config: Config) -> None:
     writer.close()
 
 
-@dataclass(frozen=True)
-class TrialRow:
-    """One line of the results table."""
-
-    trial_id: str
-    status: str
-    score: float | None
-    values: dict[str, Any]
-    best_epoch: int | None
-    reason: str
-
-
-def _trial_status(trial: Any, run_dir: Path) -> tuple[str, str]:
-    """keras-tuner's status, refined by our record: a failed trial that diverged says so."""
-    status = str(trial.status).lower()
-    try:
-        record = checkpoint.read_record(run_dir) or {}
-    except TfsoftmaxError as e:
-        return "failed", str(e)
-    if record.get("status") == "diverged":
-        return "diverged", str((record.get("divergence") or {}).get("reason", ""))
-    message = (trial.message or "").strip().splitlines()
-    return status, message[-1] if message and status != "completed" else ""
-
-
-def results(config: Config, tuner: Any) -> list[TrialRow]:
-    """All trials, best first by the objective; unfinished and failed ones last."""
-    objective = tuner.oracle.objective
-    rows = []
-    for trial in tuner.oracle.trials.values():
-        status, reason = _trial_status(trial, sweep_dir(config) / trial.trial_id / "execution0")
-        score = trial.score if status == "completed" and trial.score is not None else None
-        rows.append(TrialRow(trial_id=trial.trial_id, status=status, score=score,
-                             values={k: v for k, v in trial.hyperparameters.values.items()
-                                     if not k.startswith("tuner/")},
-                             best_epoch=None if trial.best_step is None else int(trial.best_step) + 1,
-                             reason=reason))
-    sign = -1.0 if objective.direction == "max" else 1.0
-    return sorted(rows, key=lambda r: (r.score is None, sign * (r.score or 0.0), r.trial_id))
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def format_table(rows: list[TrialRow], keys: list[str], objective: str) -> str:
-    """An aligned text table of the ranked trials."""
-    header = ["rank", "trial", "status", objective, "best epoch", *keys]
-    body = [[str(i + 1), r.trial_id, r.status, "-" if r.score is None else f"{r.score:.4f}",
-             "-" if r.best_epoch is None else str(r.best_epoch), *[_fmt(r.values.get(k, "-")) for k in keys]]
-            for i, r in enumerate(rows)]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *body]]
-    return "\n".join(lines)
-
-
-def write_results(config: Config, rows: list[TrialRow]) -> Path | None:
-    """results.csv, results.json and best.toml (the best completed trial's full config)."""
-    import csv
-    import io
-
-    folder = sweep_dir(config)
-    keys = [e.key for e in config.sweep.space]
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(["rank", "trial", "status", config.sweep.objective, "best_epoch", *keys, "reason"])
-    for i, r in enumerate(rows):
-        writer.writerow([i + 1, r.trial_id, r.status, "" if r.score is None else r.score,
-                         "" if r.best_epoch is None else r.best_epoch, *[r.values.get(k, "") for k in keys],
-                         r.reason])
-    write_text(folder / "results.csv", buf.getvalue())
-    write_json(folder / "results.json", {"objective": config.sweep.objective,
-                                         "trials": [dataclasses.asdict(r) for r in rows]})
-    best = next((r for r in rows if r.score is not None), None)
-    if best is None:
-        return None
-    best_config = best_trial_config(config, best)
-    path = folder / "best.toml"
-    write_text(path, to_toml(best_config, f"Best trial {best.trial_id} of sweep {folder} "
-                                          f"({config.sweep.objective} {best.score:.4f}).\n"
-                                          f"Run with: tfsoftmax run {path}"))
-    return path
-
-
-def best_trial_config(config: Config, best: TrialRow) -> Config:
-    """The best trial's full config as a plain experiment: its values, the epochs it trained, no sweep.
-    (Cutting it at the trial's best epoch was measured to change nothing for the better: the final
-    retrain sees other data, and its last-epoch accuracy swings by ~0.03 at high learning rates.)"""
-    chosen = config_for(config, best.values)
-    epochs = chosen.train.epochs if "train.epochs" in best.values else trial_epochs(config)
-    return dataclasses.replace(
-        chosen, train=dataclasses.replace(chosen.train, epochs=epochs),
-        logging=dataclasses.replace(chosen.logging, experiment=f"{config.logging.experiment}_best"),
-        sweep=dataclasses.replace(chosen.sweep, space=()))
-
-
 @dataclass
 class SweepResult:
     """What a finished sweep returns."""
@@ -399,8 +291,8 @@ def collect(config: Config, started: float, hypermodel: Any = None) -> SweepResu
     tuner = make_tuner(config, hypermodel)
     # The tuner reloads only its own id's state (absent after a distributed sweep): read the oracle's.
     tuner.oracle.reload()
-    rows = results(config, tuner)
-    best = write_results(config, rows)
+    rows = results.rank(tuner, sweep_dir(config))
+    best = results.write_results(config, rows, sweep_dir(config))
     return SweepResult(sweep_dir=sweep_dir(config), rows=rows, best_config_path=best,
                        wall_time_s=time.perf_counter() - started)
 
