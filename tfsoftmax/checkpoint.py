@@ -1,4 +1,5 @@
-"""Per-epoch checkpoints, so an interrupted run or sweep trial continues from its last finished epoch.
+"""What resuming needs: per-epoch checkpoints, the run record they pair with, and the checks that a
+folder can be resumed, so an interrupted run or sweep trial continues from its last finished epoch.
 
 Only the latest epoch is kept, as `checkpoint/epoch-NNNN.npz` (model weights and optimizer state, NNNN =
 finished epochs), written beside and renamed: a crash leaves the old file or the new one, never half of one,
