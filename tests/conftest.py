@@ -103,6 +103,27 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+def tfsoftmax_command(*args: str) -> list[str]:
+    """The CLI as a child process runs it."""
+    return [sys.executable, "-m", "tfsoftmax", *args]
+
+
+def child_env() -> dict[str, str]:
+    """Environment for CLI children: this checkout's package, quiet TensorFlow, and no .pyc writes (a
+    child under a file-size limit would leave truncated ones behind)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run the CLI in-process; return its exit code and its stderr, which must be exactly one line."""
+    from tfsoftmax import cli
+
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return code, err
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

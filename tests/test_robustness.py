@@ -16,20 +16,11 @@ from typing import Callable
 
 import pytest
 
-from tfsoftmax import cli, tune
+from tfsoftmax import tune
 from tfsoftmax.config import load_config
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_FASHION = ROOT.parent / "shared" / "datasets" / "fashion_mnist"
+from conftest import SHARED_FASHION, child_env, one_line_error, tfsoftmax_command
 
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tfsoftmax", *args]
-
-
-def _env() -> dict[str, str]:
-    # No .pyc writes: a child under a file-size limit would leave truncated ones behind.
-    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def _last_line(stderr: str) -> str:
@@ -46,7 +37,7 @@ def _complete(run_dir: Path) -> bool:
 @pytest.mark.slow
 def test_two_runs_started_together_get_two_complete_directories(write_config: Callable[..., Path]) -> None:
     path = write_config('[train]\nepochs = 3\n[logging]\nrun_name = "same"')
-    processes = [subprocess.Popen(_cli("run", str(path)), env=_env(), stdout=subprocess.DEVNULL,
+    processes = [subprocess.Popen(tfsoftmax_command("run", str(path)), env=child_env(), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for process in processes:
         assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
@@ -59,7 +50,7 @@ def test_two_runs_started_together_get_two_complete_directories(write_config: Ca
 def test_two_sweeps_of_one_experiment_never_share_its_folder(write_config: Callable[..., Path]) -> None:
     path = write_config('[sweep]\nalgorithm = "grid"\nmax_trials = 2\nepochs = 2\n'
                         '[sweep.space]\n"train.lr" = { values = [0.1, 0.2] }', name="sw")
-    processes = [subprocess.Popen(_cli("sweep", str(path)), env=_env(), stdout=subprocess.DEVNULL,
+    processes = [subprocess.Popen(tfsoftmax_command("sweep", str(path)), env=child_env(), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = sorted((p.wait(timeout=300), p.stderr.read()) for p in processes)
     sweep = tune.sweep_dir(load_config(path))
@@ -75,7 +66,7 @@ def test_sweep_in_use_is_refused_in_process(write_config: Callable[..., Path],
     path = write_config('[sweep]\nmax_trials = 1\n[sweep.space]\n"train.lr" = { values = [0.1] }', name="sw")
     config = load_config(path)
     with tune.exclusive(config):
-        code, err = _one_line_error(["sweep", str(path)], capsys)
+        code, err = one_line_error(["sweep", str(path)], capsys)
     assert code == 1 and err == (f"tfsoftmax: error: sweep: {tune.sweep_dir(config)} is in use by another "
                                  "sweep process; wait for it to end or set another logging.experiment")
 
@@ -88,7 +79,7 @@ def test_two_processes_preparing_one_dataset_both_succeed(tmp_path: Path) -> Non
             "d = data.load_dataset(DataConfig(data_dir=sys.argv[1], manual_dir=sys.argv[2])); "
             "print(d.checksum, len(d.train_y), len(d.test_y))")
     processes = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "tfds"), str(SHARED_FASHION)],
-                                  env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]
     outputs = [p.communicate(timeout=400) for p in processes]
     assert all(p.returncode == 0 for p in processes), [err[-2000:] for _, err in outputs]
@@ -127,7 +118,7 @@ def _assert_kept_and_resumable(run_dir: Path, tmp_path: Path, min_epochs: int) -
     assert record["epochs_completed"] >= min_epochs
     roomy = tmp_path / "roomy" / run_dir.name
     shutil.copytree(run_dir, roomy)
-    resumed = subprocess.run(_cli("run", "--resume", str(roomy)), env=_env(), capture_output=True, text=True,
+    resumed = subprocess.run(tfsoftmax_command("run", "--resume", str(roomy)), env=child_env(), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _complete(roomy)
@@ -143,7 +134,7 @@ def test_full_disk_is_one_line_and_loses_nothing(write_config: Callable[..., Pat
                                                  min_epochs: int) -> None:
     disk = small_disk(kib)
     path = write_config("[train]\nepochs = 100")
-    result = subprocess.run(_cli("run", str(path), "--logdir", str(disk)), env=_env(), capture_output=True,
+    result = subprocess.run(tfsoftmax_command("run", str(path), "--logdir", str(disk)), env=child_env(), capture_output=True,
                             text=True, timeout=300)
     run_dir = next((disk / "tiny").iterdir())
     assert result.returncode == 1
@@ -159,7 +150,7 @@ def test_full_disk_stops_a_sweep_in_one_line(write_config: Callable[..., Path],
     disk = small_disk(4096 + 100)
     path = write_config('[train]\nepochs = 30\n[sweep]\nalgorithm = "grid"\nmax_trials = 3\n'
                         '[sweep.space]\n"train.lr" = { values = [0.1, 0.2, 0.3] }', name="sw")
-    result = subprocess.run(_cli("sweep", str(path), "--logdir", str(disk)), env=_env(), capture_output=True,
+    result = subprocess.run(tfsoftmax_command("sweep", str(path), "--logdir", str(disk)), env=child_env(), capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 1
     line = _last_line(result.stderr)
@@ -177,7 +168,7 @@ def test_file_size_limit_is_one_line_and_loses_nothing(write_config: Callable[..
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills instead of failing the write
         resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
 
-    result = subprocess.run(_cli("run", str(path)), env=_env(), capture_output=True, text=True, timeout=300,
+    result = subprocess.run(tfsoftmax_command("run", str(path)), env=child_env(), capture_output=True, text=True, timeout=300,
                             preexec_fn=limit)
     run_dir = next((Path(load_config(path).logging.root) / "tiny").iterdir())
     assert result.returncode == 1
@@ -187,18 +178,11 @@ def test_file_size_limit_is_one_line_and_loses_nothing(write_config: Callable[..
     _assert_kept_and_resumable(run_dir, tmp_path, 1)
 
 
-def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = cli.main(argv)
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return code, err
-
-
 def test_unwritable_log_root_is_one_line(write_config: Callable[..., Path], tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    code, err = _one_line_error(["run", str(write_config()), "--logdir", str(blocker)], capsys)
+    code, err = one_line_error(["run", str(write_config()), "--logdir", str(blocker)], capsys)
     assert code == 1 and err == (f"tfsoftmax: error: logging.root: cannot create a run folder in {blocker / 'tiny'}: "
                                  "Not a directory")
 
@@ -212,7 +196,7 @@ def test_truncated_manual_file_is_one_line(write_config: Callable[..., Path], tm
     original = hashlib.sha256(target.read_bytes()).hexdigest()  # the shared copy is byte-identical
     target.write_bytes(target.read_bytes()[:1000])
     path = write_config(f'[data]\ndata_dir = "{tmp_path / "fresh"}"\nmanual_dir = "{manual}"')
-    code, err = _one_line_error(["run", str(path)], capsys)
+    code, err = one_line_error(["run", str(path)], capsys)
     assert code == 1
     assert err.startswith(f"tfsoftmax: error: data.manual_dir: {target}: corrupt or wrong file: sha256 ")
     assert err.endswith(f", expected {original}")

