@@ -81,6 +81,30 @@ def test_stopped_run_resumes_to_the_uninterrupted_result(write_config: Callable[
     _assert_same_result(whole.run_dir, cut)
 
 
+def test_ctrl_c_while_finishing_leaves_a_run_that_resumes_to_its_end(write_config: Callable[..., Path],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second Ctrl-C during the final evaluation and report: every epoch is trained, nothing is lost,
+    and the resume trains no epoch again, only finishes."""
+    from tfsoftmax import report
+
+    config = load_config(write_config(f"[train]\nepochs = {EPOCHS}"))
+    whole = train.run(override(config, {"logging.run_name": "whole"}))
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", interrupted)
+    with pytest.raises(TfsoftmaxError, match=r"^interrupted; resume with: tfsoftmax run --resume .*/cut$") as info:
+        train.run(override(config, {"logging.run_name": "cut"}))
+    assert info.value.exit_code == 130
+    monkeypatch.undo()
+    cut = whole.run_dir.parent / "cut"
+    assert _metrics(cut)["epochs_completed"] == EPOCHS and checkpoint.latest(cut)[0] == EPOCHS
+    train.resume(cut)
+    assert _metrics(cut)["resumed_at_epochs"] == [EPOCHS]
+    _assert_same_result(whole.run_dir, cut)
+
+
 def test_low_disk_stops_before_writing_and_the_run_resumes(write_config: Callable[..., Path],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Under the 4 MiB reserve a run stops in one line at the next epoch end (what runs without root can
