@@ -162,8 +162,8 @@ def make_tuner(config: Config, hypermodel: Any) -> Any:
             # its first epoch ended starts from a clean folder, before keras-tuner opens its HParams
             # writer there: no stale events beside the new ones.
             folder = sweep_dir(config) / trial.trial_id
-            if folder.exists() and not any(folder.glob(f"execution*/{checkpoint.FOLDER}/epoch-*.npz")) \
-                    and not any(folder.glob("execution*/model.keras")):
+            executions = list(folder.glob("execution*"))
+            if folder.exists() and not any(checkpoint.latest(e) or (e / "model.keras").is_file() for e in executions):
                 shutil.rmtree(folder)
             super().on_trial_begin(trial)
 
