@@ -124,6 +124,18 @@ def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple
     return code, err
 
 
+def event_steps(folder: Path, tag: str) -> dict[int, int]:
+    """How many events each step has for `tag` in a TensorBoard run folder, read from its event files."""
+    import tensorflow as tf
+
+    counts: dict[int, int] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            if any(value.tag == tag for value in event.summary.value):
+                counts[event.step] = counts.get(event.step, 0) + 1
+    return counts
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -44,7 +44,7 @@ def test_eager_loop_learns_tiny_data(write_config: Callable[..., Path]) -> None:
 
 def _fake_report() -> dict:
     results = {name: bench.MethodResult(warmup_s=1.0, epoch_s=[0.1 * (i + 1)] * 3, test_accuracy=0.8,
-                                        with_val_s=[0.2] * 3 if "fit" in name or i < 2 else None)
+                                        whole_epoch_s=[0.2] * 3 if "fit" in name or i < 2 else None)
                for i, name in enumerate(bench.METHODS)}
     return {"epochs": 3, "train_examples": 1000, "batch_size": 256,
             "methods": bench.summarize(results, n_train=1000),
@@ -63,7 +63,8 @@ def test_table_names_every_method_the_whole_run_and_the_sweep() -> None:
     table = bench.format_table(_fake_report())
     for label in bench.METHODS.values():
         assert label in table
-    assert "whole `tfsoftmax run`: 12.5 s" in table
+    assert "whole `tfsoftmax run` process (start-up and imports included): 12.5 s" in table
+    assert "train pass s" in table and "whole epoch s" in table
     assert "1 worker(s)" in table and "2 worker(s)" in table and "24.00 trials/min" in table
 
 
@@ -82,10 +83,19 @@ def test_command_writes_every_method_to_json(write_config: Callable[..., Path], 
     assert bench.METHODS["numpy"] in capsys.readouterr().out
 
 
-def test_parser_defaults_to_the_reference_config_and_five_epochs() -> None:
-    args = _args()
-    assert (args.config, args.epochs, args.out) == ("experiments/fashion_mnist.toml", 5, "logs/bench.json")
-    assert not args.sweep and not args.no_whole_run
+def test_default_config_is_the_reference_experiment_with_d2l_values() -> None:
+    from conftest import ROOT
+
+    config = load_config(ROOT / _args().config)
+    assert (config.data.dataset, config.data.batch_size, config.train.lr, config.train.epochs) == (
+        "fashion_mnist", 256, 0.1, 10)
+
+
+def test_whole_epoch_covers_the_training_pass_and_validation(write_config: Callable[..., Path]) -> None:
+    config, dataset, splits = _tiny(write_config)
+    result = bench.time_run_fit(dataset, splits, config, epochs=2)
+    assert len(result.whole_epoch_s) == 2
+    assert all(whole > train for whole, train in zip(result.whole_epoch_s, result.epoch_s))
 
 
 def test_non_sgd_optimizer_is_a_config_error(write_config: Callable[..., Path], tmp_path: Path) -> None:

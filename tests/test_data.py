@@ -30,15 +30,14 @@ def test_split_carves_validation_from_train(tiny_data_dir: Path) -> None:
     cfg = DataConfig(data_dir=str(tiny_data_dir), validation_fraction=0.25)
     splits = data.split(data.load_dataset(cfg), cfg)
     assert len(splits.val[1]) == TINY_TRAIN // 4 and len(splits.train[1]) == TINY_TRAIN - TINY_TRAIN // 4
-    assert len(splits.test[1]) == TINY_TEST and not splits.val_is_test
+    assert len(splits.test[1]) == TINY_TEST
     assert splits.train[0].dtype == np.float32 and 0.0 <= splits.train[0].min() and splits.train[0].max() <= 1.0
 
 
-def test_validation_fraction_zero_validates_on_test(tiny_data_dir: Path) -> None:
+def test_validation_fraction_zero_trains_on_all_of_train_and_validates_on_nothing(tiny_data_dir: Path) -> None:
     cfg = DataConfig(data_dir=str(tiny_data_dir), validation_fraction=0.0)
     splits = data.split(data.load_dataset(cfg), cfg)
-    assert splits.val_is_test and len(splits.train[1]) == TINY_TRAIN
-    assert splits.val[0] is splits.test[0]
+    assert splits.val is None and len(splits.train[1]) == TINY_TRAIN
 
 
 def test_scale_false_keeps_pixel_values(tiny_data_dir: Path) -> None:

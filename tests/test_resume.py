@@ -19,7 +19,7 @@ from tfsoftmax.config import load_config, override
 from tfsoftmax.errors import TfsoftmaxError
 from tfsoftmax.files import locked
 
-from conftest import child_env, one_line_error, tfsoftmax_command
+from conftest import child_env, event_steps, one_line_error, tfsoftmax_command
 
 EPOCHS = 6
 
@@ -79,6 +79,18 @@ def test_stopped_run_resumes_to_the_uninterrupted_result(write_config: Callable[
     resumed = train.resume(cut)
     assert resumed.run_dir == cut and _metrics(cut)["resumed_at_epochs"] == [2, 4]
     _assert_same_result(whole.run_dir, cut)
+    _assert_one_event_per_epoch(cut, EPOCHS)
+
+
+def _assert_one_event_per_epoch(run_dir: Path, epochs: int, missing_allowed: bool = False) -> None:
+    """Each TensorBoard run holds every epoch once: a stop logs no half epoch that the resume logs again.
+    After a SIGKILL, events TensorBoard had not flushed yet may be missing, but none is doubled."""
+    for folder, tag in (("train", "epoch_loss"), ("validation", "epoch_loss"), ("train", "epoch_time_s")):
+        steps = event_steps(run_dir / folder, tag)
+        if missing_allowed:
+            assert set(steps.values()) <= {1} and set(steps) <= set(range(epochs)), (folder, tag, steps)
+        else:
+            assert steps == {step: 1 for step in range(epochs)}, (folder, tag, steps)
 
 
 def test_ctrl_c_while_finishing_leaves_a_run_that_resumes_to_its_end(write_config: Callable[..., Path],
@@ -229,6 +241,7 @@ def test_signalled_run_resumes_to_the_uninterrupted_result(write_config: Callabl
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"run directory: {cut}" in resumed.stdout
+    _assert_one_event_per_epoch(cut, epochs, missing_allowed=sig == signal.SIGKILL)
     resumed_at = _metrics(cut)["resumed_at_epochs"]
     # A kill between writing the record and the checkpoint leaves the checkpoint one epoch behind.
     assert len(resumed_at) == 1 and record["epochs_completed"] - 1 <= resumed_at[0] <= record["epochs_completed"]

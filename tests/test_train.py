@@ -9,8 +9,10 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from tfsoftmax import train
+from tfsoftmax import checkpoint, train
 from tfsoftmax.config import load_config
+
+from conftest import event_steps
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -69,6 +71,29 @@ def test_divergence_stops_at_once_and_keeps_the_record(write_config: Callable[..
     assert "training loss became nan at epoch 1" in metrics["divergence"]["reason"]
     assert metrics["epochs_completed"] == 0 and metrics["test"] is None
     assert (result.run_dir / "train").is_dir() and (result.run_dir / "config.toml").is_file()
+    # The half epoch that diverged is neither validated nor logged.
+    assert event_steps(result.run_dir / "train", "epoch_loss") == {}
+    assert not (result.run_dir / "validation").exists()
+
+
+def test_epoch_time_is_the_whole_epoch_with_its_writes(write_config: Callable[..., Path],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`time_s` is what the user waits for per epoch, bookkeeping included; throughput is the training pass."""
+    import time
+
+    save = checkpoint.save
+    delay = 0.5
+
+    def slow_save(*args: object) -> None:
+        time.sleep(delay)
+        save(*args)
+
+    monkeypatch.setattr(checkpoint, "save", slow_save)
+    result = train.run(load_config(write_config("[train]\nepochs = 3")))
+    history = result.history
+    assert all(t >= delay for t in history["time_s"])
+    assert all(108 / rate < delay for rate in history["examples_per_second"][1:])  # after tracing
+    assert event_steps(result.run_dir / "train", "epoch_time_s") == {0: 1, 1: 1, 2: 1}
 
 
 def test_unwritable_log_root_is_one_line(write_config: Callable[..., Path], tmp_path: Path) -> None:

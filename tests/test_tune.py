@@ -183,8 +183,14 @@ def test_best_toml_runs_as_is_and_final_uses_train_plus_validation(write_config:
     final = tune.final_config(result.best_config_path)
     assert final.data.validation_fraction == 0.0
     run = train.run(final)
-    assert run.status == "completed" and json.loads((run.run_dir / "environment.json").read_text())[
-        "dataset"]["train_examples"] == 120
+    assert run.status == "completed"
+    batch = final.data.batch_size
+    # The optimizer's steps say how many images the model saw: all 120 for --final, the sweep's 108 before.
+    trial_steps = trial_records(tune.sweep_dir(config))["0"]["history"]["steps"]
+    assert trial_steps == [-(-108 // batch)] and run.history["steps"] == [-(-120 // batch)] * final.train.epochs
+    # No validation split: nothing is recorded, or shown in TensorBoard, as validation.
+    assert not any(key.startswith("val_") for key in run.history)
+    assert not (run.run_dir / "validation").exists()
 
 
 def test_overwrite_leaves_no_stale_runs(write_config: Callable[..., Path]) -> None:

@@ -54,12 +54,13 @@ SWEEP_WORKERS = (1, 2)
 @dataclass
 class MethodResult:
     """Timed epochs of one method, after a warm-up epoch that took `warmup_s` (tracing and compiling
-    included); `with_val_s` is the whole fit epoch, validation and callbacks included."""
+    included): `epoch_s` is each epoch's training pass alone, `whole_epoch_s` (for `fit` methods) each
+    whole epoch as a run records it in `time_s`: training, validation, callbacks, record, checkpoint."""
 
     warmup_s: float
     epoch_s: list[float]
     test_accuracy: float
-    with_val_s: list[float] | None = None
+    whole_epoch_s: list[float] | None = None
 
 
 def _positive_int(text: str) -> int:
@@ -83,12 +84,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                         "(minutes)")
 
 
-def _timed(history: dict[str, list[float]], n_train: int, test_accuracy: float) -> MethodResult:
-    """Epoch times from the history `train.epoch_stats` fills: whole epochs, and training passes
-    recovered from the throughput; the first epoch is the warm-up."""
-    train_s = [n_train / rate for rate in history["examples_per_second"]]
-    return MethodResult(warmup_s=history["time_s"][0], epoch_s=train_s[1:], with_val_s=history["time_s"][1:],
-                        test_accuracy=test_accuracy)
+def _timed(throughput: list[float], whole: list[float], n_train: int, test_accuracy: float) -> MethodResult:
+    """Epoch times as `train.epoch_stats` measures them: training passes recovered from the training
+    throughput, and whole epochs; the first epoch is the warm-up."""
+    train_s = [n_train / rate for rate in throughput]
+    return MethodResult(warmup_s=whole[0], epoch_s=train_s[1:], whole_epoch_s=whole[1:], test_accuracy=test_accuracy)
 
 
 def _build(dataset: Dataset, config: Config) -> keras.Model:
@@ -114,7 +114,8 @@ def time_run_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int) 
         run_dir = Path(tmp)
         record = train.fit(model, splits, config, run_dir, [train.tensorboard_callback(run_dir, config)],
                            epochs + 1)
-    return _timed(record.history, len(splits.train[1]), _test_accuracy(model, splits))
+    return _timed(record.history["examples_per_second"], record.history["time_s"], len(splits.train[1]),
+                  _test_accuracy(model, splits))
 
 
 def time_plain_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> MethodResult:
@@ -130,11 +131,12 @@ def time_plain_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int
     train_ds = (tf.data.Dataset.from_tensor_slices((x, y)).cache().shuffle(len(x))
                 .batch(config.data.batch_size).prefetch(tf.data.AUTOTUNE))
     val_ds = tf.data.Dataset.from_tensor_slices(splits.val).batch(config.data.batch_size)
+    stats = train.epoch_stats(len(x))
     with contextlib.redirect_stdout(sys.stderr):
         # shuffle=False only silences Keras' warning that it cannot shuffle a tf.data.Dataset itself.
         history = model.fit(train_ds, validation_data=val_ds, epochs=epochs + 1, verbose=2, shuffle=False,
-                            callbacks=[train.epoch_stats(len(x))])
-    return _timed(history.history, len(x), _test_accuracy(model, splits))
+                            callbacks=[stats])
+    return _timed(history.history["examples_per_second"], stats.times, len(x), _test_accuracy(model, splits))
 
 
 def time_eager(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> MethodResult:
@@ -234,30 +236,35 @@ def summarize(results: dict[str, MethodResult], n_train: int) -> dict[str, dict[
     out = {}
     for name, r in results.items():
         median = statistics.median(r.epoch_s)
+        whole = statistics.median(r.whole_epoch_s) if r.whole_epoch_s else None
         out[name] = {"label": METHODS[name], "warmup_s": r.warmup_s, "epoch_s": r.epoch_s, "median_epoch_s": median,
                      "images_per_s": n_train / median, "ratio_to_floor": median / floor,
-                     "with_validation_s": r.with_val_s,
-                     "median_with_validation_s": statistics.median(r.with_val_s) if r.with_val_s else None,
+                     "whole_epoch_s": r.whole_epoch_s, "median_whole_epoch_s": whole,
+                     "whole_epoch_ratio_to_floor": None if whole is None else whole / floor,
                      "test_accuracy": r.test_accuracy}
     return out
 
 
 def format_table(report: dict[str, Any]) -> str:
     """The methods as an aligned text table, then the whole run and the sweep if they were timed."""
-    header = ["method", "warm-up s", "s/epoch", "images/s", "x floor", "s/epoch+val", "test acc"]
-    rows = [[m["label"], f"{m['warmup_s']:.2f}", f"{m['median_epoch_s']:.3f}", f"{m['images_per_s']:,.0f}", f"{m['ratio_to_floor']:.2f}",
-             "-" if m["median_with_validation_s"] is None else f"{m['median_with_validation_s']:.3f}",
+    header = ["method", "warm-up s", "train pass s", "train images/s", "x floor", "whole epoch s", "x floor",
+              "test acc"]
+    rows = [[m["label"], f"{m['warmup_s']:.2f}", f"{m['median_epoch_s']:.3f}", f"{m['images_per_s']:,.0f}",
+             f"{m['ratio_to_floor']:.2f}",
+             "-" if m["median_whole_epoch_s"] is None else f"{m['median_whole_epoch_s']:.3f}",
+             "-" if m["whole_epoch_ratio_to_floor"] is None else f"{m['whole_epoch_ratio_to_floor']:.2f}",
              f"{m['test_accuracy']:.4f}"] for m in report["methods"].values()]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
              for r in [header, *rows]]
     lines.append(f"\nmedian of {report['epochs']} epochs after 1 warm-up, {report['train_examples']} training "
-                 f"images, batch {report['batch_size']}; s/epoch is the training pass, s/epoch+val adds "
-                 "validation and callbacks")
+                 f"images, batch {report['batch_size']}; train pass: the training steps alone; whole epoch: "
+                 "`time_s` as a run records it (training, validation, callbacks, record, checkpoint, TensorBoard); "
+                 "x floor: against the NumPy floor's training pass")
     whole = report.get("whole_run")
     if whole:
-        lines.append(f"whole `tfsoftmax run`: {whole['wall_s']:.1f} s wall ({whole['epochs']} epochs, test "
-                     f"accuracy {whole['test_accuracy']:.4f})")
+        lines.append(f"whole `tfsoftmax run` process (start-up and imports included): {whole['wall_s']:.1f} s wall "
+                     f"({whole['epochs']} epochs, test accuracy {whole['test_accuracy']:.4f})")
     for sweep in report.get("sweep") or []:
         lines.append(f"sweep, {sweep['workers']} worker(s): {sweep['completed']}/{sweep['trials']} trials x "
                      f"{sweep['epochs']} epochs in {sweep['wall_s']:.1f} s = {sweep['trials_per_min']:.2f} trials/min")

@@ -145,6 +145,9 @@ def read_run(run_dir: Path) -> Run:
         raise _broken(metrics_file, "status must be a string and history an object")
     curves: dict[str, list[float]] = {}
     for key in TITLES:
+        if key.startswith("val_") and key not in history:
+            curves[key] = []  # trained with no validation split: no curve, never a test curve in its place
+            continue
         values = history[key] if key in history else []
         if not isinstance(values, list) or len(values) != epochs:
             count = len(values) if isinstance(values, list) else "no list of"

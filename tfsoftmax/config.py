@@ -74,7 +74,7 @@ class DataConfig:
                          "a TFDS dataset name such as \"fashion_mnist\"")
     batch_size: int = _spec(256, _at_least(1), "an integer >= 1")
     validation_fraction: float = _spec(0.1, lambda v: 0 <= v < 1,
-                                       "a number in [0, 1); 0 validates on the test split, as D2L does")
+                                       "a number in [0, 1); 0 trains on all of train with no validation split")
     shuffle_seed: int = _spec(0, _seed, SEED_ALLOWED)
     data_dir: str = _spec("", None, "a path; \"\" means TFDS's default (~/tensorflow_datasets)")
     manual_dir: str = _spec("", None, "a path; \"\" means $TFSOFTMAX_MANUAL_DIR")
@@ -138,7 +138,8 @@ class SweepConfig:
     objective: str = _spec("val_accuracy", _choice(OBJECTIVES), " | ".join(OBJECTIVES))
     executions_per_trial: int = _spec(1, _at_least(1), "an integer >= 1")
     epochs: int = _spec(0, _at_least(0), "an integer >= 0; 0 means train.epochs")
-    seed: int = _spec(0, _seed, SEED_ALLOWED)
+    # keras-tuner reads a seed of 0 as "pick one at random"; the tuner gets seed + 1 (see tune.py).
+    seed: int = _spec(0, lambda v: 0 <= v < 2**32 - 1, "an integer in [0, 4294967294]")
     space: tuple[SpaceEntry, ...] = ()
 
 
@@ -454,10 +455,15 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
 
 
 def require_space(config: Config, source: str) -> None:
-    """A sweep needs at least one opened key."""
+    """A sweep needs at least one opened key and a validation split of its own: with none, trials
+    would be scored, and the best one chosen, on the test split."""
     if not config.sweep.space:
         raise _fail(source, '[sweep.space]: empty; open at least one key, e.g. '
                             '"train.lr" = { min = 1e-3, max = 1.0, sampling = "log" }')
+    if config.data.validation_fraction == 0:
+        raise _fail(source, "data.validation_fraction: got 0.0, which would score and choose trials on the "
+                            "test split; allowed in a sweep: a number in (0, 1), e.g. 0.1 (--final then "
+                            "retrains the best on train+validation)")
 
 
 def override(config: Config, overrides: Mapping[str, Any] | Sequence[str]) -> Config:

@@ -53,12 +53,12 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Splits:
-    """Train, validation and test arrays; images already float32 and scaled as configured."""
+    """Train, validation and test arrays; images already float32 and scaled as configured. `val` is None
+    when no validation split is carved: per-epoch metrics are then never computed on test either."""
 
     train: tuple[np.ndarray, np.ndarray]
-    val: tuple[np.ndarray, np.ndarray]
+    val: tuple[np.ndarray, np.ndarray] | None
     test: tuple[np.ndarray, np.ndarray]
-    val_is_test: bool
 
 
 _LOADED: dict[tuple[str, str, str], Dataset] = {}
@@ -187,16 +187,17 @@ def preprocess(images: np.ndarray, scale: bool) -> np.ndarray:
 
 
 def split(dataset: Dataset, cfg: DataConfig) -> Splits:
-    """Carve the validation split from train with `shuffle_seed`; fraction 0 validates on test (D2L)."""
+    """Carve the validation split from train with `shuffle_seed`; fraction 0 trains on all of train and
+    validates on nothing, so no curve labelled validation is ever a test curve."""
     train_x = preprocess(dataset.train_x, cfg.scale)
     test = (preprocess(dataset.test_x, cfg.scale), dataset.test_y)
     if cfg.validation_fraction == 0:
-        return Splits(train=(train_x, dataset.train_y), val=test, test=test, val_is_test=True)
+        return Splits(train=(train_x, dataset.train_y), val=None, test=test)
     order = np.random.default_rng(cfg.shuffle_seed).permutation(len(train_x))
     n_val = max(1, round(len(train_x) * cfg.validation_fraction))
     val, train = order[:n_val], order[n_val:]
     return Splits(train=(train_x[train], dataset.train_y[train]), val=(train_x[val], dataset.train_y[val]),
-                  test=test, val_is_test=False)
+                  test=test)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

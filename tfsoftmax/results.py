@@ -25,6 +25,14 @@ def config_for(config: Config, values: dict[str, Any]) -> Config:
     return override(config, swept) if swept else config
 
 
+def execution_seed(seed: int, execution: int) -> int:
+    """The `train.seed` of a trial's execution: the trial's own seed for the first, then seeds drawn from
+    (seed, execution), so executions differ and each re-runs alone from its saved config."""
+    import numpy as np
+
+    return seed if execution == 0 else int(np.random.SeedSequence([seed, execution]).generate_state(1)[0])
+
+
 @dataclass(frozen=True)
 class TrialRow:
     """One line of the results table."""
@@ -35,6 +43,12 @@ class TrialRow:
     values: dict[str, Any]
     best_epoch: int | None
     reason: str
+    execution_scores: tuple[float, ...] = ()
+
+    @property
+    def spread(self) -> float | None:
+        """Best minus worst execution: how much of the score is the seed's doing."""
+        return max(self.execution_scores) - min(self.execution_scores) if len(self.execution_scores) > 1 else None
 
 
 def _trial_status(trial: Any, run_dir: Path) -> tuple[str, str]:
@@ -50,6 +64,16 @@ def _trial_status(trial: Any, run_dir: Path) -> tuple[str, str]:
     return status, message[-1] if message and status != "completed" else ""
 
 
+def _execution_scores(trial_dir: Path, objective: Any) -> tuple[float, ...]:
+    """Each execution's best epoch by the objective, as keras-tuner averages them into the trial's score."""
+    scores = []
+    for run_dir in sorted(trial_dir.glob("execution*"), key=lambda p: int(p.name.removeprefix("execution"))):
+        values = ((checkpoint.read_record(run_dir) or {}).get("history") or {}).get(objective.name) or []
+        if values:
+            scores.append(max(values) if objective.direction == "max" else min(values))
+    return tuple(scores)
+
+
 def rank(tuner: Any, folder: Path) -> list[TrialRow]:
     """All trials of the sweep in `folder`, best first by the objective; unfinished and failed ones last."""
     objective = tuner.oracle.objective
@@ -61,7 +85,9 @@ def rank(tuner: Any, folder: Path) -> list[TrialRow]:
                              values={k: v for k, v in trial.hyperparameters.values.items()
                                      if not k.startswith("tuner/")},
                              best_epoch=None if trial.best_step is None else int(trial.best_step) + 1,
-                             reason=reason))
+                             reason=reason,
+                             execution_scores=_execution_scores(folder / trial.trial_id, objective)
+                             if score is not None else ()))
     sign = -1.0 if objective.direction == "max" else 1.0
     return sorted(rows, key=lambda r: (r.score is None, sign * (r.score or 0.0), r.trial_id))
 
@@ -74,8 +100,10 @@ def _fmt(value: Any) -> str:
 
 def format_table(rows: list[TrialRow], keys: list[str], objective: str) -> str:
     """An aligned text table of the ranked trials."""
-    header = ["rank", "trial", "status", objective, "best epoch", *keys]
+    spread = any(r.spread is not None for r in rows)  # only with several executions per trial
+    header = ["rank", "trial", "status", objective, *(["spread"] if spread else []), "best epoch", *keys]
     body = [[str(i + 1), r.trial_id, r.status, "-" if r.score is None else f"{r.score:.4f}",
+             *([("-" if r.spread is None else f"{r.spread:.4f}")] if spread else []),
              "-" if r.best_epoch is None else str(r.best_epoch), *[_fmt(r.values.get(k, "-")) for k in keys]]
             for i, r in enumerate(rows)]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
@@ -91,14 +119,14 @@ def write_results(config: Config, rows: list[TrialRow], folder: Path) -> Path | 
     keys = [e.key for e in config.sweep.space]
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["rank", "trial", "status", config.sweep.objective, "best_epoch", *keys, "reason"])
+    writer.writerow(["rank", "trial", "status", config.sweep.objective, "spread", "best_epoch", *keys, "reason"])
     for i, r in enumerate(rows):
         writer.writerow([i + 1, r.trial_id, r.status, "" if r.score is None else r.score,
-                         "" if r.best_epoch is None else r.best_epoch, *[r.values.get(k, "") for k in keys],
-                         r.reason])
+                         "" if r.spread is None else r.spread, "" if r.best_epoch is None else r.best_epoch,
+                         *[r.values.get(k, "") for k in keys], r.reason])
     write_text(folder / "results.csv", buf.getvalue())
     write_json(folder / "results.json", {"objective": config.sweep.objective,
-                                         "trials": [dataclasses.asdict(r) for r in rows]})
+                                         "trials": [{**dataclasses.asdict(r), "spread": r.spread} for r in rows]})
     best = next((r for r in rows if r.score is not None), None)
     if best is None:
         return None

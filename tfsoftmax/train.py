@@ -92,17 +92,32 @@ def environment(dataset: data_lib.Dataset, manual_dir: str) -> dict[str, Any]:
                         "train_examples": int(len(dataset.train_y)), "test_examples": int(len(dataset.test_y))}}
 
 
-def epoch_stats(n_train: int) -> keras.callbacks.Callback:
-    """A callback adding learning rate, epoch wall time and training throughput to each epoch's logs,
-    where TensorBoard, History and the record pick them up."""
+def epoch_stats(n_train: int, board_dir: Path | None = None) -> Any:
+    """A callback that times each whole epoch as the user waits for it, and adds the learning rate and
+    the training pass's throughput to each epoch's logs (where TensorBoard, History and the record pick
+    them up). With `board_dir`, each epoch's time goes to TensorBoard as `train/epoch_time_s`."""
     import keras
+    import tensorflow as tf
 
     class EpochStats(keras.callbacks.Callback):
-        """Adds learning rate, wall time and throughput to each epoch's logs, for TensorBoard and History."""
+        """Keras starts an epoch only after every callback has ended the one before, so the time from one
+        epoch's start to the next is the whole epoch: training, validation, record, checkpoint and every
+        callback's writes. An epoch's time is provisional until the next one starts (or training ends)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.times: list[float] = []
+            self.open = False  # the last entry of `times` still grows
+            self.writer: Any = None
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            if board_dir is not None:
+                self.writer = tf.summary.create_file_writer(str(board_dir / "train"))
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            self.start = time.perf_counter()
-            self.train_end: float | None = None
+            now = time.perf_counter()
+            self._close(now)
+            self.epoch, self.start, self.train_end = epoch, now, None
 
         def on_test_begin(self, logs: dict | None = None) -> None:
             # Keras validates before on_epoch_end: throughput counts the training steps only.
@@ -112,15 +127,38 @@ def epoch_stats(n_train: int) -> keras.callbacks.Callback:
             end = time.perf_counter()
             if logs is not None:
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-                logs["time_s"] = end - self.start
                 logs["examples_per_second"] = n_train / ((self.train_end or end) - self.start)
+            self.times.append(end - self.start)
+            self.open = True
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            self._close(time.perf_counter())
+            if self.writer is not None:
+                self.writer.close()
+                self.writer = None
+
+        def _close(self, now: float) -> None:
+            if not self.open:
+                return
+            self.times[-1] = now - self.start
+            self.open = False
+            if self.writer is not None:
+                with self.writer.as_default():
+                    tf.summary.scalar("epoch_time_s", self.times[-1], step=self.epoch)
 
     return EpochStats()
+
+
+class Halted(Exception):
+    """Raised at a batch end to leave `model.fit` at once: a diverged or stopped epoch gets no validation
+    pass and no epoch-end logs, so TensorBoard never holds a half epoch that a resume would log again."""
 
 
 def _make_callbacks(n_train: int, run_dir: Path, epochs: int, first_epoch: int,
                     resume: checkpoint.Resume | None) -> tuple[Any, Any]:
     import keras
+
+    stats = epoch_stats(n_train, run_dir)
 
     class RunRecord(keras.callbacks.Callback):
         """Stops at the first non-finite loss; after every finished epoch writes metrics.json, then the
@@ -129,6 +167,7 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int, first_epoch: int,
         def __init__(self) -> None:
             super().__init__()
             self.history: dict[str, list[float]] = dict(resume.history) if resume else {}
+            self.earlier_times = list(self.history.get("time_s", []))
             self.resumed = [*resume.resumed_at, resume.epoch] if resume else []
             self.first_epoch = resume.first_epoch if resume else first_epoch  # where `history` starts
             self.status = "running"
@@ -146,18 +185,15 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int, first_epoch: int,
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             if STOP.is_set():
-                self.model.stop_training = True
-                return
+                raise KeyboardInterrupt
             loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)) and self.divergence is None:
+            if loss is not None and not math.isfinite(float(loss)):
                 self.divergence = {"epoch": self.epoch + 1, "batch": batch + 1,
                                    "reason": f"training loss became {float(loss)} at epoch {self.epoch + 1}, "
                                              f"batch {batch + 1}"}
-                self.model.stop_training = True
+                raise Halted
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            if self.divergence is not None or STOP.is_set():
-                return  # a half-epoch that diverged or was stopped is not a finished epoch
             ensure_space(run_dir)  # before this epoch's writes, ours and the callbacks' after us
             for key, value in (logs or {}).items():
                 self.history.setdefault(key, []).append(float(value))
@@ -168,6 +204,8 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int, first_epoch: int,
         def write(self, status: str, test: dict[str, float] | None = None, wall_time_s: float | None = None,
                   **extra: Any) -> None:
             self.status = status
+            if stats.times:
+                self.history["time_s"] = self.earlier_times + stats.times
             record = {"status": status, "epochs_completed": len(self.history.get("loss", [])),
                       "epochs_planned": epochs, "history": self.history, "test": test,
                       "wall_time_s": wall_time_s, **extra}
@@ -179,7 +217,7 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int, first_epoch: int,
                 record["first_epoch"] = self.first_epoch
             write_json(run_dir / "metrics.json", record)
 
-    return epoch_stats(n_train), RunRecord()
+    return stats, RunRecord()
 
 
 def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Path,
@@ -194,12 +232,19 @@ def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Pa
         if resume.weights is not None:
             checkpoint.restore(model, resume.weights)
     train_ds = data_lib.train_batches(*splits.train, config.data.batch_size, config.train.seed, first)
-    val_ds = data_lib.eval_batches(*splits.val)
+    val_ds = None if splits.val is None else data_lib.eval_batches(*splits.val)
     verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, one line per epoch in logs
+    every = [stats, record, *callbacks]
     try:
         with reported_writes(run_dir):
-            model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=first, verbose=verbose,
-                      shuffle=False, callbacks=[stats, record, *callbacks], **fit_kwargs)
+            try:
+                model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=first, verbose=verbose,
+                          shuffle=False, callbacks=every, **fit_kwargs)
+            except (Halted, KeyboardInterrupt) as e:
+                for callback in every:  # what fit would have done: close TensorBoard's and HParams' writers
+                    callback.on_train_end()
+                if not isinstance(e, Halted):
+                    raise
         if STOP.is_set():
             raise KeyboardInterrupt
     except TfsoftmaxError as e:  # a full disk: keep the last good record if this one cannot be written

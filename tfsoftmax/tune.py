@@ -23,7 +23,7 @@ from tfsoftmax import train
 from tfsoftmax.config import Config, SpaceEntry, load_config, override, require_space
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import locked
-from tfsoftmax.results import TrialRow, config_for, trial_epochs
+from tfsoftmax.results import TrialRow, config_for, execution_seed, trial_epochs
 
 if TYPE_CHECKING:
     import keras_tuner
@@ -74,16 +74,18 @@ def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.
 
     compiled: dict[tuple, Any] = {}
 
+    def starting_model(trial_config: Config) -> Any:
+        """A fresh model's starting state in a model this process already traced, where there is one:
+        tracing each trial's model anew costs time and memory that TensorFlow never gives back."""
+        train.seed_everything(trial_config.train.seed)
+        fresh = build_model(dataset.image_shape, dataset.num_classes, trial_config.model, trial_config.train)
+        model = compiled.setdefault(graph_key(trial_config.model, trial_config.train), fresh)
+        return model if model is fresh else reset_to(model, fresh)
+
     class HyperModel(keras_tuner.HyperModel):
         def build(self, hp: keras_tuner.HyperParameters) -> Any:
-            """A fresh model's starting state in a model this process already traced, where there is one:
-            tracing each trial's model anew cost ~0.4 s and ~1.7 MB that TensorFlow never gave back."""
             values = {entry.key: declare(hp, entry) for entry in config.sweep.space}
-            trial_config = config_for(config, values)
-            train.seed_everything(trial_config.train.seed)
-            fresh = build_model(dataset.image_shape, dataset.num_classes, trial_config.model, trial_config.train)
-            model = compiled.setdefault(graph_key(trial_config.model, trial_config.train), fresh)
-            return model if model is fresh else reset_to(model, fresh)
+            return starting_model(config_for(config, values))
 
         def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, callbacks: list,
                 epochs: int, **kwargs: Any) -> Any:
@@ -93,6 +95,11 @@ def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.
                 epochs = trial_config.train.epochs
             board = next(c for c in callbacks if type(c).__name__ == "TensorBoard")
             run_dir = Path(board.log_dir)
+            execution = int(run_dir.name.removeprefix("execution"))
+            if execution:  # each execution is its own seed, so averaging executions averages seeds
+                trial_config = override(trial_config, {"train.seed": execution_seed(trial_config.train.seed,
+                                                                                    execution)})
+                model = starting_model(trial_config)
             started = time.perf_counter()
             try:  # Ctrl-C, a full disk, a damaged record: stop the search, not just this trial
                 run_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +154,8 @@ def make_tuner(config: Config, hypermodel: Any) -> Any:
     import keras_tuner
 
     sweep = config.sweep
-    common = dict(hypermodel=hypermodel, objective=sweep.objective, seed=sweep.seed,
+    # keras-tuner's oracle reads a seed of 0 as "random" (`seed or random.randint(...)`): shift it by one.
+    common = dict(hypermodel=hypermodel, objective=sweep.objective, seed=sweep.seed + 1,
                   executions_per_trial=sweep.executions_per_trial, directory=str(sweep_dir(config)),
                   project_name="tuner", overwrite=False,
                   # A failed trial is recorded with its reason and the search goes on, however many fail.
