@@ -1,10 +1,18 @@
+"""The exp ranges are checked against an oracle that shares nothing with numerics.
+
+The oracle writes each format's limits out from its IEEE-754 parameters (no finfo look-up), takes
+their logarithms in exact decimal arithmetic and rounds those onto the format's grid by hand; tf.exp
+on the CPU then confirms each bound and the value one ulp beyond it.
+"""
+
 import math
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from pathlib import Path
 
-import ml_dtypes
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,31 +22,104 @@ from tfsoftmax.errors import TfsoftmaxError
 
 DTYPES = ["float64", "float32", "bfloat16", "float16"]
 
+TABLE_HEAD = [
+    "format    exp(x) finite for x <=  exp(x) > 0 for x >=  subnormals  naive softmax gap <=",
+    "float64         709.782712893384   -708.3964185322641     flushed      709.782712893384",
+    "float32                 88.72283            -87.33654     flushed              88.72283",
+    "bfloat16                    88.5                  -87     flushed                  88.5",
+    "float16                   11.086               -17.33        kept                11.086",
+]
+
+
+EXACT = 800
+"""Decimal digits enough to hold every limit here exactly: 2**-1074 has 751 significant digits."""
+
+
+def _power(exponent: int) -> Decimal:
+    with localcontext(prec=EXACT):
+        return Decimal(2) ** exponent
+
+
+@dataclass(frozen=True)
+class Format:
+    """A binary float format from its two IEEE-754 parameters, so a wrong finfo cannot leak in.
+
+    precision counts the significand's bits, the implicit leading one included. Limits are exact.
+    """
+
+    precision: int
+    emax: int
+
+    @property
+    def max(self) -> Decimal:
+        with localcontext(prec=EXACT):
+            return (2 - _power(1 - self.precision)) * _power(self.emax)
+
+    @property
+    def tiny(self) -> Decimal:
+        """The smallest normal number."""
+        return _power(1 - self.emax)
+
+    @property
+    def smallest_subnormal(self) -> Decimal:
+        return _power(2 - self.emax - self.precision)
+
+    def ln_grid(self, x: Decimal) -> tuple[float, float]:
+        """log(x) on the format's grid: its value nearest log(x) towards zero, then the one a ulp
+        further out.
+
+        Exact: the ulp is a power of two, and log(x), never a grid point, is known to EXACT digits.
+        """
+        with localcontext(prec=EXACT):
+            log = x.ln()
+            exponent = math.floor(math.log2(abs(log)))
+            assert _power(exponent) <= abs(log) < _power(exponent + 1)
+            ulp = _power(exponent - self.precision + 1)
+            inside = (abs(log) / ulp).to_integral_value(rounding=ROUND_FLOOR) * ulp
+        sign = 1 if log > 0 else -1
+        return sign * float(inside), sign * float(inside + ulp)
+
+
+FORMATS = {
+    "float64": Format(precision=53, emax=1023),
+    "float32": Format(precision=24, emax=127),
+    "bfloat16": Format(precision=8, emax=127),
+    "float16": Format(precision=11, emax=15),
+}
+
+
+def _max_arg_oracle(dtype: str) -> tuple[float, float]:
+    """exp(x) <= max for x up to the first value, and overflows from the one after it.
+
+    The next value is more than half a ulp of max beyond log(max) in every format here, so the
+    rounded exp is inf there.
+    """
+    return FORMATS[dtype].ln_grid(FORMATS[dtype].max)
+
+
+def _min_arg_oracle(dtype: str) -> tuple[float, float]:
+    """Where exp stops being > 0: at log(smallest normal) in the three formats TF flushes, at
+    log(smallest subnormal / 2) in float16, whose exp runs in float32 and rounds anything above that
+    half up to the smallest subnormal."""
+    fmt = FORMATS[dtype]
+    with localcontext(prec=EXACT):
+        return fmt.ln_grid(fmt.smallest_subnormal / 2 if dtype == "float16" else fmt.tiny)
+
+
+def _tf_exp(x: float, dtype: str) -> float:
+    """tf.exp in `dtype` on the CPU, whose kernels the measured table describes."""
+    with tf.device("/CPU:0"):
+        return float(tf.exp(tf.constant([x], dtype=dtype))[0])
+
+
+def _naive_softmax(gap: float, dtype: str) -> np.ndarray:
+    with tf.device("/CPU:0"):
+        return ops.softmax(tf.constant([[gap, 0.0]], dtype=dtype)).numpy().astype(np.float64)
+
 
 @pytest.fixture(scope="module")
 def ranges() -> dict[str, numerics.ExpRange]:
     return {r.dtype: r for r in numerics.exp_ranges()}
-
-
-def _scalar(x: float, dtype: str) -> np.generic:
-    return (ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype).type)(x)
-
-
-def _finfo(dtype: str) -> np.finfo:
-    return ml_dtypes.finfo(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.finfo(dtype)
-
-
-def _step(x: float, dtype: str, towards: float) -> float:
-    """The neighbour of x in its format, one ulp towards `towards`."""
-    return float(np.nextafter(_scalar(x, dtype), _scalar(towards, dtype)))
-
-
-def _ulp(x: float, dtype: str) -> float:
-    return float(np.abs(np.spacing(_scalar(x, dtype))))
-
-
-def _tf_exp(x: float, dtype: str) -> float:
-    return float(tf.exp(tf.constant([x], dtype=dtype))[0])
 
 
 def test_exp_ranges_cover_the_four_formats_widest_first(
@@ -61,51 +142,60 @@ def test_measured_bounds(ranges: dict[str, numerics.ExpRange]) -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_max_arg_is_the_last_argument_with_finite_exp(
+def test_format_parameters_give_the_known_limits(dtype: str) -> None:
+    """The oracle's own inputs, against IEEE-754's published limits rather than finfo."""
+    known = {
+        "float64": (1.7976931348623157e308, 2.2250738585072014e-308, 5e-324),
+        "float32": (3.4028234663852886e38, 1.1754943508222875e-38, 1.401298464324817e-45),
+        "bfloat16": (3.3895313892515355e38, 1.1754943508222875e-38, 9.183549615799121e-41),
+        "float16": (65504.0, 6.103515625e-05, 5.960464477539063e-08),
+    }
+    fmt = FORMATS[dtype]
+    assert (float(fmt.max), float(fmt.tiny), float(fmt.smallest_subnormal)) == known[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_arg_is_log_of_the_largest_value_rounded_down(
     ranges: dict[str, numerics.ExpRange], dtype: str
 ) -> None:
-    max_arg = ranges[dtype].max_arg
+    assert ranges[dtype].max_arg == _max_arg_oracle(dtype)[0]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tf_exp_is_finite_at_max_arg_and_inf_one_ulp_beyond(dtype: str) -> None:
+    """Confirms the oracle against TF itself, so the exact-equality tests rest on TF's behaviour."""
+    max_arg, beyond = _max_arg_oracle(dtype)
     assert math.isfinite(_tf_exp(max_arg, dtype))
-    assert _tf_exp(_step(max_arg, dtype, math.inf), dtype) == math.inf
+    assert _tf_exp(beyond, dtype) == math.inf
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_max_arg_is_log_of_the_largest_value_to_one_ulp(
+def test_min_arg_is_the_rounded_log_of_the_smallest_result_tf_keeps(
     ranges: dict[str, numerics.ExpRange], dtype: str
 ) -> None:
-    max_arg = ranges[dtype].max_arg
-    assert abs(max_arg - math.log(float(_finfo(dtype).max))) <= _ulp(max_arg, dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_min_arg_is_the_last_argument_with_nonzero_exp(
-    ranges: dict[str, numerics.ExpRange], dtype: str
-) -> None:
-    min_arg = ranges[dtype].min_arg
-    assert _tf_exp(min_arg, dtype) > 0
-    assert _tf_exp(_step(min_arg, dtype, -math.inf), dtype) == 0
+    assert ranges[dtype].min_arg == _min_arg_oracle(dtype)[0]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16"])
-def test_min_arg_is_log_of_smallest_normal_where_tf_flushes_subnormals(
+def test_tf_exp_flushes_below_the_smallest_normal(
     ranges: dict[str, numerics.ExpRange], dtype: str
 ) -> None:
-    info, min_arg = _finfo(dtype), ranges[dtype].min_arg
+    """One ulp below min_arg the true exp is a subnormal the format could hold, yet TF returns 0."""
+    min_arg, beyond = _min_arg_oracle(dtype)
+    tiny = float(FORMATS[dtype].tiny)
     assert not ranges[dtype].subnormals
-    assert _tf_exp(min_arg, dtype) >= float(info.tiny)
-    assert abs(min_arg - math.log(float(info.tiny))) <= _ulp(min_arg, dtype)
+    assert _tf_exp(min_arg, dtype) >= tiny
+    assert math.exp(beyond) > float(FORMATS[dtype].smallest_subnormal)
+    assert _tf_exp(beyond, dtype) == 0
 
 
-def test_float16_min_arg_is_log_of_half_the_smallest_subnormal(
+def test_tf_exp_keeps_float16_subnormals_down_to_the_smallest(
     ranges: dict[str, numerics.ExpRange],
 ) -> None:
-    # float16 exp runs in float32, where its subnormals are normal numbers, so none is flushed;
-    # anything above half the smallest subnormal rounds up to it.
-    smallest = float(_finfo("float16").smallest_subnormal)
-    min_arg = ranges["float16"].min_arg
+    min_arg, beyond = _min_arg_oracle("float16")
     assert ranges["float16"].subnormals
-    assert _tf_exp(min_arg, "float16") == smallest
-    assert abs(min_arg - math.log(smallest / 2)) <= _ulp(min_arg, "float16")
+    assert _tf_exp(min_arg, "float16") == float(FORMATS["float16"].smallest_subnormal)
+    assert _tf_exp(beyond, "float16") == 0
 
 
 def test_float16_range_is_much_narrower_than_float32(ranges: dict[str, numerics.ExpRange]) -> None:
@@ -117,29 +207,23 @@ def test_float16_range_is_much_narrower_than_float32(ranges: dict[str, numerics.
 def test_naive_softmax_survives_gaps_up_to_max_arg_only(
     ranges: dict[str, numerics.ExpRange], dtype: str
 ) -> None:
-    gap = ranges[dtype].max_naive_gap
-    assert gap == ranges[dtype].max_arg
-    assert np.isfinite(ops.softmax(tf.constant([[gap, 0.0]], dtype=dtype)).numpy()).all()
-    beyond = tf.constant([[_step(gap, dtype, math.inf), 0.0]], dtype=dtype)
-    assert np.isnan(ops.softmax(beyond).numpy().astype(np.float64)[0, 0])
+    """softmax([g, 0]) = exp(g) / (exp(g) + 1) breaks exactly when exp(g) does: inf / inf."""
+    max_arg, beyond = _max_arg_oracle(dtype)
+    assert ranges[dtype].max_naive_gap == max_arg
+    assert np.isfinite(_naive_softmax(max_arg, dtype)).all()
+    assert np.isnan(_naive_softmax(beyond, dtype)[0, 0])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_stable_softmax_survives_the_widest_finite_gap(dtype: str) -> None:
-    largest = float(_finfo(dtype).max)
+    largest = float(FORMATS[dtype].max)
     logits = tf.constant([[largest, -largest]], dtype=dtype)
     assert ops.stable_softmax(logits).numpy().astype(np.float64).tolist() == [[1.0, 0.0]]
 
 
 def test_table_shows_each_bound_in_its_own_format(ranges: dict[str, numerics.ExpRange]) -> None:
     table = numerics.format_table(list(ranges.values()))
-    assert table.splitlines()[:5] == [
-        "format    exp(x) finite for x <=  exp(x) > 0 for x >=  subnormals  naive softmax gap <=",
-        "float64         709.782712893384   -708.3964185322641     flushed      709.782712893384",
-        "float32                 88.72283            -87.33654     flushed              88.72283",
-        "bfloat16                    88.5                  -87     flushed                  88.5",
-        "float16                   11.086               -17.33        kept                11.086",
-    ]
+    assert table.splitlines()[:5] == TABLE_HEAD
 
 
 def test_softmax_check_in_float32_gives_nan_naive_and_one_stable() -> None:
@@ -162,9 +246,12 @@ def test_softmax_check_in_float64_has_room_for_exp_100() -> None:
 
 def test_report_has_table_for_all_formats_then_the_chosen_check() -> None:
     text = numerics.report("float16")
-    assert [line.split()[0] for line in text.splitlines()[1:5]] == DTYPES
-    assert text.endswith(numerics.format_check(numerics.softmax_check("float16")))
-    assert "softmax([100.0, 0.0]) in float16:" in text
+    assert text.splitlines()[:5] == TABLE_HEAD
+    assert text.endswith(
+        "\n\nsoftmax([100.0, 0.0]) in float16:\n"
+        "  naive  (exp, then normalise): [nan, 0.0]\n"
+        "  stable (shift by the max):    [1.0, 0.0]"
+    )
 
 
 @pytest.mark.parametrize("function", [numerics.softmax_check, numerics.report])
