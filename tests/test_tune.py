@@ -317,3 +317,19 @@ def test_scratch_model_sweeps_like_the_keras_one(write_config: Callable[..., Pat
     records = trial_records(tune.sweep_dir(config))
     assert all(r["history"]["val_accuracy"] for r in records.values())
     assert load_config(result.best_config_path).model.kind == "scratch"
+
+
+def test_progress_is_one_line_per_trial_with_the_best_so_far(write_config: Callable[..., Path],
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.01, 1e36] }', trials=2,
+                                    algorithm="grid", extra="[data]\nscale = false\n"))
+    tune.search(config)
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 2 and "Running Trial" not in out and "Epoch 1/1" not in out, out
+    assert re.fullmatch(r"trial 1/2 \(id 0\) train\.lr=0\.01: val_accuracy (\d\.\d{4}) \| best \1 \(trial 0\) \| "
+                        r"\d+ s elapsed, ~\d+ s left", lines[0]), lines[0]
+    assert re.fullmatch(r"trial 2/2 \(id 1\) train\.lr=1e\+36: diverged: training loss became \S+ at "
+                        r"epoch 1, batch \d+ \| best \d\.\d{4} \(trial 0\) \| \d+ s elapsed, ~0 s left", lines[1]), lines[1]

@@ -221,9 +221,11 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int, first_epoch: int,
 
 
 def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Path,
-        callbacks: list, epochs: int, resume: checkpoint.Resume | None = None, **fit_kwargs: Any) -> Any:
+        callbacks: list, epochs: int, resume: checkpoint.Resume | None = None, epoch_lines: bool = True,
+        **fit_kwargs: Any) -> Any:
     """`model.fit` with the record and timing callbacks ahead of `callbacks`, from `resume`'s epoch and
-    weights if given (else from `initial_epoch`, as Hyperband passes it); returns the record."""
+    weights if given (else from `initial_epoch`, as Hyperband passes it); returns the record. Keras
+    prints each epoch unless `epoch_lines` is off (a sweep prints one line per trial instead)."""
     n_train = len(splits.train[1])
     first = fit_kwargs.pop("initial_epoch", 0)
     stats, record = _make_callbacks(n_train, run_dir, epochs, first, resume)
@@ -233,7 +235,8 @@ def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Pa
             checkpoint.restore(model, resume.weights)
     train_ds = data_lib.train_batches(*splits.train, config.data.batch_size, config.train.seed, first)
     val_ds = None if splits.val is None else data_lib.eval_batches(*splits.val)
-    verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, one line per epoch in logs
+    # A progress bar on a terminal, one line per epoch in a log file.
+    verbose = 0 if not epoch_lines else 1 if sys.stdout.isatty() else 2
     every = [stats, record, *callbacks]
     try:
         with reported_writes(run_dir):

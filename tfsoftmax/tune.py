@@ -89,7 +89,8 @@ def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.
 
         def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, callbacks: list,
                 epochs: int, **kwargs: Any) -> Any:
-            kwargs.pop("verbose", None)  # ours: a progress bar on a terminal, one line per epoch otherwise
+            # keras-tuner's verbosity is `display`: epoch lines with its tables, else one line per trial.
+            epoch_lines = bool(kwargs.pop("verbose", 0))
             trial_config = config_for(config, hp.values)
             if "train.epochs" in hp.values:
                 epochs = trial_config.train.epochs
@@ -112,7 +113,8 @@ def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.
                 resume = checkpoint.resume_point(run_dir, prior) if checkpoint.latest(run_dir) else None
                 if resume is not None:
                     keep_best_epoch(callbacks, resume.history)
-                record = train.fit(model, splits, trial_config, run_dir, callbacks, epochs, resume, **kwargs)
+                record = train.fit(model, splits, trial_config, run_dir, callbacks, epochs, resume,
+                                   epoch_lines=epoch_lines, **kwargs)
                 train.finish_trial(model, record, run_dir, started)
             except OSError as e:  # the trial folder itself could not be made
                 error = TfsoftmaxError(f"cannot write in {run_dir}: {e.strerror}", RUNTIME_ERROR)
@@ -162,7 +164,17 @@ def make_tuner(config: Config, hypermodel: Any) -> Any:
                   max_consecutive_failed_trials=MAX_TRIALS_EVER)
     base = getattr(keras_tuner, TUNERS[sweep.algorithm])
 
+    from keras_tuner.src.distribute import utils as dist_utils
+
+    from tfsoftmax.progress import SweepProgress
+
+    progress = SweepProgress(count_trials(config), sweep.objective)
+
     class Tuner(base):  # type: ignore[misc, valid-type]
+        def on_trial_end(self, trial: Any) -> None:
+            super().on_trial_end(trial)
+            progress.report(trial, self.oracle, local=not dist_utils.has_chief_oracle())
+
         def on_trial_begin(self, trial: Any) -> None:
             if train.STOP.is_set():  # stopped between trials: the finished ones are saved, start no more
                 raise KeyboardInterrupt
@@ -245,8 +257,9 @@ def prepare(config: Config, overwrite: bool) -> tuple[data_lib.Dataset, data_lib
     return dataset, data_lib.split(dataset, config.data)
 
 
-def search(config: Config, overwrite: bool = False) -> SweepResult | None:
-    """Run (or resume) the sweep in this process; as a distributed worker or chief, only search.
+def search(config: Config, overwrite: bool = False, display: bool = False) -> SweepResult | None:
+    """Run (or resume) the sweep in this process; as a distributed worker or chief, only search. Each
+    finished trial prints one progress line; `display` adds keras-tuner's own per-trial tables.
 
     Returns:
         SweepResult in a single process; None in a distributed chief or worker, where the launcher
@@ -255,12 +268,12 @@ def search(config: Config, overwrite: bool = False) -> SweepResult | None:
     from keras_tuner.src.distribute import utils as dist_utils
 
     if dist_utils.has_chief_oracle():  # the launcher (or the user) keeps other sweeps out
-        return _search(config, overwrite)
+        return _search(config, overwrite, display)
     with exclusive(config):
-        return _search(config, overwrite)
+        return _search(config, overwrite, display)
 
 
-def _search(config: Config, overwrite: bool) -> SweepResult | None:
+def _search(config: Config, overwrite: bool, display: bool) -> SweepResult | None:
     from keras_tuner.src.distribute import utils as dist_utils
 
     started = time.perf_counter()
@@ -272,7 +285,7 @@ def _search(config: Config, overwrite: bool) -> SweepResult | None:
         write_hparams_config(config)
     board = train.tensorboard_callback(sweep_dir(config), config)
     try:
-        tuner.search(epochs=trial_epochs(config), callbacks=[board], verbose=1)
+        tuner.search(epochs=trial_epochs(config), callbacks=[board], verbose=int(display))
     except Exception as e:  # keras-tuner wraps a fatal error; ours must still reach the user as one line
         cause = e.__cause__ or e.__context__
         if isinstance(cause, TfsoftmaxError):

@@ -1,0 +1,61 @@
+"""Sweep progress as one line per finished trial, readable in a terminal and in a log file alike:
+trial k of N, its values, its score, the best so far and which trial, elapsed and estimated time left."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from typing import Any, TextIO
+
+
+def _value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+class SweepProgress:
+    """Counts trials ended through the oracle, this session's and those a resumed sweep had before."""
+
+    def __init__(self, total: int, objective: str, stream: TextIO | None = None) -> None:
+        self.total, self.objective = total, objective
+        self.stream = stream or sys.stdout
+        self.started = time.perf_counter()
+        self.ended_here = 0
+
+    def line(self, trial: Any, ended: int | None, best: Any | None, reason: str = "") -> str:
+        """The line for `trial`, given how many trials have ended so far and the best of them; a
+        distributed worker knows neither (None): its line has no count, best or time left."""
+        self.ended_here += 1
+        values = " ".join(f"{k}={_value(v)}" for k, v in trial.hyperparameters.values.items()
+                          if not k.startswith("tuner/"))
+        status = str(trial.status).lower()
+        if status == "completed" and trial.score is not None:
+            outcome = f"{self.objective} {trial.score:.4f}"
+        else:  # a diverged trial is a failed one whose reason says so
+            outcome = reason if reason.startswith("diverged") else f"{status}{': ' + reason if reason else ''}"
+        elapsed = time.perf_counter() - self.started
+        if ended is None:
+            return f"trial {trial.trial_id} {values}: {outcome} | {_duration(elapsed)} elapsed"
+        eta = elapsed / self.ended_here * max(self.total - ended, 0)
+        best_text = "none yet" if best is None else f"{best.score:.4f} (trial {best.trial_id})"
+        return (f"trial {ended}/{self.total} (id {trial.trial_id}) {values}: {outcome} | best {best_text} | "
+                f"{_duration(elapsed)} elapsed, ~{_duration(eta)} left")
+
+    def report(self, trial: Any, oracle: Any, local: bool) -> None:
+        """Print the line for a trial the oracle has just ended; `local` when this process holds the
+        oracle (a distributed worker only holds a client to the chief's)."""
+        message = (trial.message or "").strip().splitlines()
+        # keras-tuner keeps the traceback's last line: drop its exception class, keep our message.
+        reason = re.sub(r"^[\w.]+Error: ", "", message[-1]) if message and str(trial.status).lower() != "completed" else ""
+        if not local:
+            print(self.line(trial, None, None, reason), file=self.stream, flush=True)
+            return
+        ended = [t for t in oracle.trials.values() if str(t.status).lower() not in ("running", "idle")]
+        scored = [t for t in ended if str(t.status).lower() == "completed" and t.score is not None]
+        sign = 1.0 if oracle.objective.direction == "max" else -1.0
+        best = max(scored, key=lambda t: sign * t.score) if scored else None
+        print(self.line(trial, len(ended), best, reason), file=self.stream, flush=True)
