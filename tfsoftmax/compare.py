@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from tfsoftmax.config import OBJECTIVES, Config, load_config, to_dict
+from tfsoftmax.config import OBJECTIVES, Config, flat_config, load_config
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import atomic_write, write_text
 
@@ -34,7 +34,6 @@ TITLES = {"loss": "training loss", "val_loss": "validation loss", "val_accuracy"
 RECORD_KEYS = ("status", "epochs_completed", "history", "test", "wall_time_s")
 # A trial's config.toml carries its sweep's settings, which never change how that run trained (its
 # epochs are already in train.epochs); logging only says where the run went.
-IGNORED_SECTIONS = ("logging", "sweep")
 # Published test accuracies, drawn faintly on accuracy figures of Fashion-MNIST runs for orientation.
 REFERENCES = ((0.83, "D2L softmax regression, test ~0.83", "top"),
               (0.842, "Fashion-MNIST paper, logistic regression, test 0.842", "bottom"))
@@ -166,12 +165,6 @@ def common_root(paths: Sequence[Path]) -> Path:
     """The deepest folder holding all the runs (for a single run, its parent), as an absolute path."""
     absolute = [Path(os.path.abspath(path)) for path in paths]
     return absolute[0].parent if len(absolute) == 1 else Path(os.path.commonpath(absolute))
-
-
-def flat_config(config: Config) -> dict[str, Any]:
-    """`section.key -> value` for the keys that describe how a run trained."""
-    return {f"{section}.{key}": value for section, part in to_dict(config).items()
-            if section not in IGNORED_SECTIONS for key, value in part.items()}
 
 
 def differing_keys(runs: Sequence[Run]) -> list[str]:

@@ -347,6 +347,13 @@ def to_dict(config: Config) -> dict[str, dict[str, Any]]:
     return out
 
 
+def flat_config(config: Config) -> dict[str, Any]:
+    """`section.key -> value` for the keys that describe how a run trained (not where it logs, not the
+    sweep around it): what compare's tables and TensorBoard's HParams columns show."""
+    return {f"{section}.{key}": value for section, part in to_dict(config).items()
+            if section not in ("logging", "sweep") for key, value in part.items()}
+
+
 def _space_entry_dict(entry: SpaceEntry) -> dict[str, Any]:
     if entry.values:
         return {"values": list(entry.values)}

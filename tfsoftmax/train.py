@@ -285,7 +285,7 @@ def save_model(model: keras.Model, run_dir: Path) -> None:
 def finish(model: keras.Model, record: Any, splits: data_lib.Splits, dataset: data_lib.Dataset,
            config: Config, run_dir: Path, started: float) -> RunResult:
     """Evaluate on test (unless diverged), write the TensorBoard report, the model and metrics.json."""
-    from tfsoftmax import report
+    from tfsoftmax import hparams, report
 
     test: dict[str, float] = {}
     status = "diverged" if record.divergence is not None else "completed"
@@ -295,8 +295,9 @@ def finish(model: keras.Model, record: Any, splits: data_lib.Splits, dataset: da
     try:
         ensure_space(run_dir)
         with reported_writes(run_dir):
-            report.write_report(run_dir, model, splits.test, dataset.class_names, config, test,
-                                step=len(record.history.get("loss", [])))
+            step = len(record.history.get("loss", []))
+            report.write_report(run_dir, model, splits.test, dataset.class_names, config, test, step=step)
+            hparams.write_run_session(run_dir, config, record.history, step)
             save_model(model, run_dir)
     except TfsoftmaxError as e:
         with contextlib.suppress(TfsoftmaxError):

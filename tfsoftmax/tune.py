@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from tfsoftmax import checkpoint, results
+from tfsoftmax import checkpoint, hparams, results
 from tfsoftmax import data as data_lib
 from tfsoftmax import train
 from tfsoftmax.config import Config, SpaceEntry, load_config, override, require_space
@@ -32,9 +32,6 @@ MAX_TRIALS_EVER = 1_000_000
 TRIAL_OVERHEAD_S = 2.0  # build, first-epoch tracing and saving a trial, measured on a 2-core machine
 TUNERS = {"random": "RandomSearch", "grid": "GridSearch", "bayesian": "BayesianOptimization",
           "hyperband": "Hyperband"}
-# The metrics every trial logs, as (tag, TensorBoard run relative to the trial's run) for HParams columns.
-HPARAMS_METRICS = [("epoch_accuracy", "validation"), ("epoch_loss", "validation"), ("epoch_accuracy", "train"),
-                   ("epoch_loss", "train"), ("epoch_time_s", "train"), ("epoch_examples_per_second", "train")]
 
 
 def sweep_dir(config: Config) -> Path:
@@ -209,29 +206,6 @@ def restore_grid_order(oracle: Any) -> None:
     oracle._populate_next.extend(order)
 
 
-def write_hparams_config(config: Config) -> None:
-    """Declare every swept key and the metrics to TensorBoard's HParams plugin before the first trial,
-    so the dashboard's columns never depend on which trial happened to be logged first."""
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hp_api
-
-    hparams = []
-    for entry in config.sweep.space:
-        if entry.values:
-            domain: Any = hp_api.Discrete(list(entry.values))
-        elif isinstance(entry.min, int):
-            domain = hp_api.IntInterval(int(entry.min), int(entry.max))
-        else:
-            domain = hp_api.RealInterval(float(entry.min), float(entry.max))
-        hparams.append(hp_api.HParam(entry.key, domain))
-    metrics = [hp_api.Metric(tag, group=group, display_name=f"{group} {tag.removeprefix('epoch_')}")
-               for tag, group in HPARAMS_METRICS]
-    writer = tf.summary.create_file_writer(str(sweep_dir(config)))
-    with writer.as_default():
-        hp_api.hparams_config(hparams=hparams, metrics=metrics)
-    writer.close()
-
-
 @dataclass
 class SweepResult:
     """What a finished sweep returns."""
@@ -282,7 +256,7 @@ def _search(config: Config, overwrite: bool, display: bool) -> SweepResult | Non
     sweep_dir(config).mkdir(parents=True, exist_ok=True)
     tuner = make_tuner(config, make_hypermodel(config, dataset, splits))
     if not dist_utils.has_chief_oracle() or dist_utils.is_chief_oracle():
-        write_hparams_config(config)
+        hparams.write_sweep_config(config, sweep_dir(config))
     board = train.tensorboard_callback(sweep_dir(config), config)
     try:
         tuner.search(epochs=trial_epochs(config), callbacks=[board], verbose=int(display))
