@@ -9,10 +9,10 @@ export TFSOFTMAX_MANUAL_DIR ?= $(if $(wildcard $(SHARED_DATA)/*.gz),$(SHARED_DAT
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: run test test-fast sweep board bench install
-$(BIN)/tfsoftmax: setup.cfg pyproject.toml
+$(BIN)/tfsoftmax: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 install: $(BIN)/tfsoftmax
