@@ -108,6 +108,25 @@ def test_unprepared_without_manual_dir_says_how_to_fix(tmp_path: Path, monkeypat
     assert info.value.exit_code == 1
 
 
+def test_unprepared_dataset_names_its_original_files_and_how_to_prepare_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(data.MANUAL_DIR_ENV, raising=False)
+    with pytest.raises(TfsoftmaxError) as info:
+        data.load_dataset(DataConfig(dataset="cifar10", data_dir=str(tmp_path)))
+    message = str(info.value)
+    assert "\n" not in message and "original files (cifar-10-binary.tar.gz)" in message
+    assert message.endswith(f"tfds.builder('cifar10', data_dir='{tmp_path}').download_and_prepare()\"")
+
+
+@pytest.mark.skipif(not SHARED_FASHION.is_dir(), reason="needs ../shared/datasets/fashion_mnist")
+def test_manual_dir_of_another_dataset_with_the_same_file_names_is_refused(tmp_path: Path) -> None:
+    """MNIST, KMNIST and Fashion-MNIST share file names; only the checksums tell them apart."""
+    with pytest.raises(TfsoftmaxError, match=r"fashion_mnist/t10k-images-idx3-ubyte.gz: corrupt or wrong file: "
+                                             r"sha256 346e55b948d9[0-9a-f]{52}, expected 8d422c7b0a1c") as info:
+        data.load_dataset(DataConfig(dataset="mnist", data_dir=str(tmp_path), manual_dir=str(SHARED_FASHION)))
+    assert info.value.exit_code == 1
+
+
 @pytest.mark.skipif(not SHARED_FASHION.is_dir(), reason="needs ../shared/datasets/fashion_mnist")
 def test_missing_manual_file_is_named(tmp_path: Path) -> None:
     manual = tmp_path / "manual"

@@ -87,9 +87,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _original_files(builder: object) -> list:
+    """TFDS's registered downloads (filename, checksum) for this builder; the manual directory holds them."""
+    return list((getattr(builder, "url_infos", None) or {}).values())
+
+
 def verify_manual_dir(builder: object, folder: str) -> None:
     """Check every file TFDS will read from the manual directory against TFDS's registered checksums."""
-    for info in (getattr(builder, "url_infos", None) or {}).values():
+    for info in _original_files(builder):
         path = Path(folder) / info.filename
         if not path.is_file():
             raise TfsoftmaxError(f"data.manual_dir: {path}: missing; expected the original file "
@@ -120,15 +125,20 @@ def _builder(cfg: DataConfig):  # noqa: ANN202 (a tfds builder; typing it would 
     return builder
 
 
-def _prepare(builder, folder: str) -> None:  # noqa: ANN001
+def _prepare(builder, folder: str, dataset: str) -> None:  # noqa: ANN001
     import tensorflow_datasets as tfds
 
     if builder.is_prepared():
         return
     if not folder:
+        # No download is tried: offline, TFDS retries for minutes before it fails.
+        files = ", ".join(sorted(info.filename for info in _original_files(builder))) or "see its TFDS page"
         raise TfsoftmaxError(f"data.manual_dir: '{builder.name}' is not prepared in {builder.data_dir} and "
-                             f"this machine cannot download it; set data.manual_dir or ${MANUAL_DIR_ENV} to a "
-                             "folder holding its original files", RUNTIME_ERROR)
+                             f"tfsoftmax does not download; set data.manual_dir or ${MANUAL_DIR_ENV} to a "
+                             f"folder holding its original files ({files}), or prepare it where there is "
+                             "internet: python -c \"import tensorflow_datasets as tfds; "
+                             f"tfds.builder('{dataset}', data_dir='{builder.data_dir_root}').download_and_prepare()\"",
+                             RUNTIME_ERROR)
     if not Path(folder).is_dir():
         raise TfsoftmaxError(f"data.manual_dir: {folder}: no such folder", RUNTIME_ERROR)
     verify_manual_dir(builder, folder)
@@ -163,7 +173,7 @@ def _load(cfg: DataConfig) -> Dataset:
     cache = Path(builder.data_dir) / CACHE_NAME
     with locked(Path(builder.data_dir).parent / f".{builder.info.version}.tfsoftmax.lock"):
         if not cache.is_file():
-            _prepare(builder, manual_dir(cfg))
+            _prepare(builder, manual_dir(cfg), cfg.dataset)
             arrays = _decode(builder)
             atomic_write(cache, lambda f: np.savez(f, **arrays))
     try:

@@ -78,18 +78,26 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> bytes:
     return data
 
 
+def colour_template(weights: np.ndarray) -> np.ndarray:
+    """One class's (H, W, 3) weights as an RGB image in [0, 1]: zero is mid-grey in every class, and a
+    channel is brighter where a larger value of that colour raises the class's score. All three channels
+    share one scale, so the hue is the colour the class responds to."""
+    return 0.5 + weights / (2 * max(float(np.abs(weights).max()), 1e-12))
+
+
 def weight_templates(kernel: np.ndarray, image_shape: tuple[int, ...], class_names: Sequence[str]) -> bytes:
-    """Each class's weights as an image: for a linear model, exactly what it has learned to look for."""
+    """Each class's weights as an image: for a linear model, exactly what it has learned to look for.
+    Grayscale inputs use a diverging colour map; RGB inputs are drawn in their own colours."""
     cols = min(5, len(class_names))
     plt, fig, axes = _figure(-(-len(class_names) // cols), cols)
     templates = kernel.reshape(*image_shape, len(class_names))
     for k, (ax, name) in enumerate(zip(axes.flat, class_names)):
         t = templates[..., k]
-        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-12)
         if t.shape[-1] == 1:
+            t = (t - t.min()) / max(float(t.max() - t.min()), 1e-12)
             ax.imshow(t[..., 0], cmap="RdBu_r")
         else:
-            ax.imshow(t)
+            ax.imshow(colour_template(t))
         ax.set_title(name, fontsize=7)
     data = _png(fig)
     plt.close(fig)
