@@ -70,3 +70,42 @@ def test_diverged_run_exits_1_with_reason(write_config: Callable[..., Path],
     assert err.startswith("tfsoftmax: error: diverged: training loss became nan at epoch 1") and err.count("\n") == 1
     run_dir = Path(err.rsplit("record kept in ", 1)[1].strip())
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "diverged"
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--verbose", "run", "x.toml"], True), (["run", "x.toml", "--verbose"], True), (["run", "x.toml"], False),
+    (["--verbose", "board"], True), (["board", "--verbose"], True)])
+def test_verbose_goes_before_or_after_the_command(argv: list[str], expected: bool) -> None:
+    assert cli.build_parser().parse_args(argv).verbose is expected
+
+
+def test_sweep_workers_inherit_verbose() -> None:
+    args = cli.build_parser().parse_args(["sweep", "s.toml", "--set", "train.lr=0.1", "--workers", "2"])
+    assert cli._sweep_args(args) == ["s.toml", "--set", "train.lr=0.1"]
+    args.verbose = True
+    assert cli._sweep_args(args) == ["s.toml", "--set", "train.lr=0.1", "--verbose"]
+
+
+@pytest.mark.parametrize(("flags", "variable", "display"), [([], None, False), (["--verbose"], None, True),
+                                                            ([], "1", True)])
+def test_sweep_shows_keras_tuner_tables_only_when_verbose(write_config: Callable[..., Path],
+                                                          monkeypatch: pytest.MonkeyPatch, flags: list[str],
+                                                          variable: str | None, display: bool) -> None:
+    from tfsoftmax import tune
+    from tfsoftmax.terminal import VERBOSE_ENV
+
+    class Searched(Exception):
+        pass
+
+    def search(config: object, **kwargs: object) -> None:
+        raise Searched(kwargs)
+
+    monkeypatch.setattr(tune, "search", search)
+    if variable is None:
+        monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(VERBOSE_ENV, variable)
+    path = write_config('[sweep]\nmax_trials = 2\n[sweep.space]\n"train.lr" = { min = 0.1, max = 1.0 }')
+    with pytest.raises(Searched) as e:
+        cli.main(["sweep", str(path), *flags])
+    assert e.value.args[0]["display"] is display

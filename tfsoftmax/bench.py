@@ -329,7 +329,6 @@ def command(args: argparse.Namespace) -> int:
     if config.train.optimizer != "sgd":
         raise TfsoftmaxError(f"{args.config}: train.optimizer: bench compares minibatch SGD loops, got "
                              f"\"{config.train.optimizer}\"; allowed: \"sgd\"", CONFIG_ERROR)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from tfsoftmax import data as data_lib
 
     def progress(line: str) -> None:

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tfsoftmax.config import Config, load_config, require_space
 from tfsoftmax.errors import CONFIG_ERROR, INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
@@ -23,9 +23,27 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
-def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter hides the lines users need; real errors still surface.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def _quiet_tensorflow(args: argparse.Namespace) -> None:
+    """Called by each subcommand right before it loads TensorFlow, so --help and config errors stay instant:
+    TensorFlow's start-up chatter would hide the lines users need. --verbose leaves everything as it is."""
+    if args.verbose:
+        return
+    if args.terminal:
+        from tfsoftmax.terminal import quiet_tensorflow
+
+        quiet_tensorflow()
+    else:  # an in-process caller (a test, a notebook) owns its stderr: only the log level is ours to set
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _loads_tensorflow(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A subcommand from another module that loads TensorFlow: quieted like ours."""
+
+    def run(args: argparse.Namespace) -> int:
+        _quiet_tensorflow(args)
+        return command(args)
+
+    return run
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -40,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         resumable(Path(args.resume))  # a wrong folder is reported before TensorFlow loads
     config = None if args.resume else _config(args)
-    _quiet_tensorflow()
+    _quiet_tensorflow(args)
     from tfsoftmax import train
 
     result = train.resume(Path(args.resume)) if args.resume else train.run(config)
@@ -63,6 +81,8 @@ def _sweep_args(args: argparse.Namespace) -> list[str]:
         out += ["--set", text]
     if args.logdir:
         out += ["--logdir", args.logdir]
+    if args.verbose:
+        out.append("--verbose")
     return out
 
 
@@ -74,13 +94,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise TfsoftmaxError("--role runs one side of a distributed sweep; --workers, --final, --overwrite and "
                              "--dry-run belong to the launching command", CONFIG_ERROR)
     require_space(config, args.config)
-    _quiet_tensorflow()
+    _quiet_tensorflow(args)
     import time
 
     from tfsoftmax import tune
 
     if args.dry_run:
-        print(tune.describe(config))
+        from tfsoftmax.estimate import describe
+
+        print(describe(config))
         return 0
     started = time.perf_counter()
     if args.role:
@@ -88,7 +110,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         tuner_id = set_role(args.role, args.oracle)
         print(f"sweep {args.role} '{tuner_id}' on {args.oracle}", flush=True)
-        tune.search(config)
+        tune.search(config, display=args.verbose)
         return 0
     if args.workers:
         from tfsoftmax.distribute import launch
@@ -100,7 +122,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             result = tune.collect(config, started)
         print(f"\nworkers: {', '.join(ran)}")
     else:
-        result = tune.search(config, overwrite=args.overwrite)
+        result = tune.search(config, overwrite=args.overwrite, display=args.verbose)
     from tfsoftmax.results import format_table
 
     print(f"\n{format_table(result.rows, [e.key for e in config.sweep.space], config.sweep.objective)}")
@@ -122,7 +144,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_numerics(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
+    _quiet_tensorflow(args)
     from tfsoftmax.numerics import report  # checks the format name before it loads TensorFlow
 
     print(report(args.dtype))
@@ -130,16 +152,12 @@ def cmd_numerics(args: argparse.Namespace) -> int:
 
 
 def cmd_board(args: argparse.Namespace) -> int:
-    logdir = Path(args.logdir)
-    if not logdir.is_dir():
-        raise TfsoftmaxError(f"board: {logdir}: no such log directory", CONFIG_ERROR)
-    _quiet_tensorflow()
-    from tensorboard import program
+    from tfsoftmax import board
 
-    board = program.TensorBoard()
-    board.configure(argv=[None, "--logdir", str(logdir), "--host", args.host, "--port", str(args.port)])
-    url = board.launch()
-    print(f"TensorBoard on {logdir} at {url} (Ctrl-C to stop)", flush=True)
+    view = board.choose(Path(args.path))
+    _quiet_tensorflow(args)
+    url = board.serve(view, args.host, args.port)
+    print(f"TensorBoard on {view.kind} {view.logdir}: {url} (Ctrl-C to stop)", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -154,9 +172,17 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tfsoftmax.terminal import VERBOSE_ENV
+
     parser = argparse.ArgumentParser(
         prog="tfsoftmax",
         description="D2L's softmax regression with Keras: runs and sweeps from config files, in TensorBoard.")
+    verbose_help = ("show everything TensorFlow and keras-tuner print: start-up notices, INFO lines, "
+                    f"keras-tuner's trial tables (also ${VERBOSE_ENV}=1); before or after COMMAND")
+    parser.add_argument("--verbose", action="store_true", help=verbose_help)
+    # The same flag after COMMAND; SUPPRESS keeps a --verbose given before COMMAND.
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add_config_args(p: argparse.ArgumentParser, nargs: str | None = None) -> None:
@@ -165,13 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config key; the value is read as TOML (repeatable)")
         p.add_argument("--logdir", metavar="DIR", help="log root instead of the config's logging.root")
 
-    p = sub.add_parser("run", help="train one experiment and write its run directory")
+    p = sub.add_parser("run", parents=[verbose], help="train one experiment and write its run directory")
     add_config_args(p, nargs="?")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run from its last finished epoch, in its own directory")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("sweep", help="keras-tuner search over the config's [sweep.space]; resumes if run again")
+    p = sub.add_parser("sweep", parents=[verbose],
+                       help="keras-tuner search over the config's [sweep.space]; resumes if run again")
     add_config_args(p)
     p.add_argument("--overwrite", action="store_true", help="delete the earlier sweep of this config first")
     p.add_argument("--final", action="store_true",
@@ -186,31 +213,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tfsoftmax import compare
 
-    p = sub.add_parser("compare", help="tables and PNG figures comparing finished runs, experiments or sweeps")
+    p = sub.add_parser("compare", parents=[verbose],
+                       help="tables and PNG figures comparing finished runs, experiments or sweeps")
     compare.configure_parser(p)
     p.set_defaults(func=compare.command)
 
     from tfsoftmax import bench
 
-    p = sub.add_parser("bench", help="seconds per epoch against the NumPy floor, the eager loop and plain fit")
+    p = sub.add_parser("bench", parents=[verbose],
+                       help="seconds per epoch against the NumPy floor, the eager loop and plain fit")
     bench.configure_parser(p)
-    p.set_defaults(func=bench.command)
+    p.set_defaults(func=_loads_tensorflow(bench.command))
 
-    p = sub.add_parser("numerics", help="where exp and the naive softmax break in float64/32, bfloat16, float16")
+    p = sub.add_parser("numerics", parents=[verbose],
+                       help="where exp and the naive softmax break in float64/32, bfloat16, float16")
     p.add_argument("--dtype", default="float32", help="format for the softmax([100, 0]) check (default: float32)")
     p.set_defaults(func=cmd_numerics)
 
-    p = sub.add_parser("board", help="start TensorBoard on a log root and print its address")
-    p.add_argument("logdir", nargs="?", default="logs", help="log root (default: logs)")
+    p = sub.add_parser("board", parents=[verbose],
+                       help="start TensorBoard on a run, experiment, sweep or log root; print the dashboard's URL")
+    p.add_argument("path", nargs="?", default="logs",
+                   help="a run directory or an experiment folder (opens on the scalars), a sweep folder (on "
+                        "HParams) or a log root (default: logs)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=6006, help="port (default: 6006; 0 picks a free one)")
     p.set_defaults(func=cmd_board)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; a TfsoftmaxError becomes one line on stderr and its exit code."""
+def main(argv: Sequence[str] | None = None, terminal: bool = False) -> int:
+    """Run one subcommand; a TfsoftmaxError becomes one line on stderr and its exit code. `terminal` says
+    the process is the command line itself, whose stderr it may filter; in-process callers keep theirs."""
+    from tfsoftmax.terminal import verbose_requested
+
     args = build_parser().parse_args(argv)
+    args.verbose = verbose_requested(args.verbose)
+    args.terminal = terminal
     graceful = args.command == "run" or (args.command == "sweep" and not args.workers)
     if graceful and threading.current_thread() is threading.main_thread():
         from tfsoftmax.train import request_stop
@@ -229,5 +267,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def main_entry() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script and `python -m tfsoftmax` entry point."""
+    sys.exit(main(terminal=True))

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     import keras_tuner
 
 MAX_TRIALS_EVER = 1_000_000
-TRIAL_OVERHEAD_S = 2.0  # build, first-epoch tracing and saving a trial, measured on a 2-core machine
 TUNERS = {"random": "RandomSearch", "grid": "GridSearch", "bayesian": "BayesianOptimization",
           "hyperband": "Hyperband"}
 
@@ -312,48 +311,3 @@ def final_config(best_path: Path) -> Config:
     """The best config retrained on train+validation (D2L's split): the test split only reports."""
     return override(load_config(best_path), {"data.validation_fraction": 0.0,
                                              "logging.experiment": f"{best_path.parent.name}_final"})
-
-
-def epoch_seconds(config: Config, batch_size: int, n_train: int) -> float:
-    """Measured seconds per training epoch at `batch_size`: a timed pass over random inputs of the
-    dataset's shape (nothing is saved, the data is not touched)."""
-    import numpy as np
-
-    from tfsoftmax.model import build_model
-
-    dataset = data_lib.load_dataset(config.data)
-    n = min(n_train, max(batch_size * 30, 2048))
-    rng = np.random.default_rng(0)
-    x = rng.random((n, *dataset.image_shape), dtype=np.float32)
-    y = rng.integers(0, dataset.num_classes, n).astype(np.int32)
-    model = build_model(dataset.image_shape, dataset.num_classes, config.model, config.train)
-    batches = data_lib.train_batches(x, y, batch_size, seed=0)
-    model.fit(batches, epochs=1, verbose=0, shuffle=False)  # warm-up: tracing
-    start = time.perf_counter()
-    model.fit(batches, epochs=1, verbose=0, shuffle=False)
-    return (time.perf_counter() - start) * n_train / n
-
-
-def describe(config: Config) -> str:
-    """The --dry-run report: space, trial count and a time estimate from measured throughput."""
-    lines = [f"sweep {sweep_dir(config)}: {config.sweep.algorithm} search, objective {config.sweep.objective}"]
-    for e in config.sweep.space:
-        if e.values:
-            lines.append(f"  {e.key:<24} one of {list(e.values)}")
-        else:
-            step = f", step {e.step}" if e.step else ""
-            lines.append(f"  {e.key:<24} {e.min} .. {e.max} ({e.sampling}{step})")
-    trials, epochs = count_trials(config), trial_epochs(config)
-    lines.append(f"trials: {trials}, {epochs} epochs each, {config.sweep.executions_per_trial} execution(s) per trial")
-    dataset = data_lib.load_dataset(config.data)
-    n_train = len(data_lib.split(dataset, config.data).train[1])
-    sizes = next((e for e in config.sweep.space if e.key == "data.batch_size"), None)
-    batch_sizes = (list(sizes.values) if sizes and sizes.values else
-                   [int(sizes.min), int(sizes.max)] if sizes else [config.data.batch_size])
-    per_epoch = {b: epoch_seconds(config, b, n_train) for b in batch_sizes}
-    lines.append("measured epoch time: " + ", ".join(f"batch {b}: {s:.2f} s" for b, s in per_epoch.items()))
-    mean_epoch = sum(per_epoch.values()) / len(per_epoch)
-    total = trials * config.sweep.executions_per_trial * (epochs * mean_epoch * 1.15 + TRIAL_OVERHEAD_S)
-    lines.append(f"estimated time: {total / 60:.1f} min in one process (epochs at the mean measured time "
-                 f"+15% for validation, +{TRIAL_OVERHEAD_S:.0f} s per trial for build, tracing and saving)")
-    return "\n".join(lines)
