@@ -49,7 +49,9 @@ def test_the_five_d2l_learning_rate_runs_are_five_sessions(tmp_path: Path, tenso
     metrics = {(m["name"]["group"], m["name"]["tag"]) for m in experiment["metricInfos"]}
     assert {("", "test/accuracy"), ("", "best/val_accuracy"), ("validation", "epoch_accuracy")} <= metrics
     for group in board.post("/data/plugin/hparams/session_groups", SESSIONS)["sessionGroups"]:
-        result = runs[group["name"]]
+        experiment, name = group["name"].split("/")
+        assert experiment == "d2l_lr"
+        result = runs[name]
         assert group["hparams"]["train.lr"] == pytest.approx(load_config(result.run_dir / "config.toml").train.lr)
         values = {(m["name"]["group"], m["name"]["tag"]): m["value"] for m in group["metricValues"]}
         assert values[("", "test/accuracy")] == pytest.approx(result.test["accuracy"])

@@ -4,9 +4,13 @@ line written before exit still arrive, in order, from this process and from its 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -142,6 +146,65 @@ def test_child_processes_write_through_the_filter() -> None:
     result = _python(code)
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == [line, line, "parent done"]
+
+
+def test_fatal_line_before_abort_still_shows() -> None:
+    fatal = "F0000 00:00:1.0 123 foo.cc:1] Check failed: boom"
+    code = QUIET + textwrap.dedent(f"""
+        import os, resource
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file to write
+        os.write(2, {(fatal + chr(10)).encode()!r})
+        os.abort()  # as TensorFlow's fatal log does: no atexit, no flush
+    """)
+    result = _python(code)
+    assert result.returncode == -signal.SIGABRT, result.stderr
+    assert result.stderr.splitlines() == [fatal]
+
+
+def test_line_before_sigkill_still_shows() -> None:
+    code = QUIET + textwrap.dedent("""
+        import os, signal
+        os.write(2, b"the last line\\n")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    result = _python(code)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert result.stderr.splitlines() == ["the last line"]
+
+
+def test_ctrl_c_to_the_whole_group_leaves_the_filter_forwarding() -> None:
+    code = QUIET + textwrap.dedent("""
+        import os, signal, sys, time
+        print("before", file=sys.stderr)
+        try:
+            os.killpg(0, signal.SIGINT)  # as Ctrl-C in a terminal: the filter process gets it too
+            time.sleep(30)
+        except KeyboardInterrupt:
+            print("tfsoftmax: error: interrupted", file=sys.stderr)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60,
+                            start_new_session=True)  # its own group: the signal stays away from pytest
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == ["before", "tfsoftmax: error: interrupted"]
+
+
+def test_exit_does_not_wait_for_a_child_that_holds_stderr() -> None:
+    code = QUIET + textwrap.dedent("""
+        import subprocess, sys
+        holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                  stdout=subprocess.DEVNULL)
+        print(holder.pid, flush=True)
+        sys.stderr.write("last, without a newline")
+    """)
+    with tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        result = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err, env=_env(),
+                                timeout=60)
+        elapsed = time.monotonic() - start
+        os.kill(int(result.stdout), signal.SIGKILL)
+        err.seek(0)
+        assert err.read() == b"last, without a newline"  # written before the process ended, EOF or not
+    assert result.returncode == 0 and elapsed < 5
 
 
 def test_known_notices_are_recognised() -> None:

@@ -82,7 +82,7 @@ def test_epoch_time_is_the_whole_epoch_with_its_writes(write_config: Callable[..
     import time
 
     save = checkpoint.save
-    delay = 1.5  # far above a 108-image training pass, even on a loaded machine
+    delay = 0.5
 
     def slow_save(*args: object) -> None:
         time.sleep(delay)
@@ -91,8 +91,8 @@ def test_epoch_time_is_the_whole_epoch_with_its_writes(write_config: Callable[..
     monkeypatch.setattr(checkpoint, "save", slow_save)
     result = train.run(load_config(write_config("[train]\nepochs = 3")))
     history = result.history
-    assert all(t >= delay for t in history["time_s"])
-    assert all(108 / rate < delay for rate in history["examples_per_second"][1:])  # after tracing
+    # The sleep is outside the training pass and inside the whole epoch, whatever the machine's speed.
+    assert all(t - 108 / rate >= delay for t, rate in zip(history["time_s"], history["examples_per_second"]))
     assert event_steps(result.run_dir / "train", "epoch_time_s") == {0: 1, 1: 1, 2: 1}
 
 

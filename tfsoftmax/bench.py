@@ -130,7 +130,8 @@ def time_plain_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int
     x, y = splits.train
     train_ds = (tf.data.Dataset.from_tensor_slices((x, y)).cache().shuffle(len(x))
                 .batch(config.data.batch_size).prefetch(tf.data.AUTOTUNE))
-    val_ds = tf.data.Dataset.from_tensor_slices(splits.val).batch(config.data.batch_size)
+    val_ds = None if splits.val is None else tf.data.Dataset.from_tensor_slices(splits.val).batch(
+        config.data.batch_size)
     stats = train.epoch_stats(len(x))
     with contextlib.redirect_stdout(sys.stderr):
         # shuffle=False only silences Keras' warning that it cannot shuffle a tf.data.Dataset itself.

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from tfsoftmax import data as data_lib
 from tfsoftmax.config import Config, override
+from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.results import trial_epochs
 
-# What a trial costs beyond its epochs: resetting the model, keras-tuner's trial files and best-epoch
-# checkpoint, the HParams records, saving model.keras (see the README's speed section).
-TRIAL_OVERHEAD_S = 0.6
+# What a trial costs beyond its epochs: resetting the model, a new input pipeline, keras-tuner's trial
+# files and best-epoch checkpoint, the HParams records, saving model.keras (see the README's speed section).
+TRIAL_OVERHEAD_S = 1.2
 
 
 def batch_sizes(config: Config) -> list[int]:
@@ -26,10 +27,15 @@ def batch_sizes(config: Config) -> list[int]:
     return list(entry.values) if entry.values else [int(entry.min), int(entry.max)]
 
 
+STEPS_TIMED = 500  # per batch size: enough for a steady rate, few enough that batch size 1 takes seconds
+
+
 def whole_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits,
                   batch_size: int) -> tuple[float, float]:
     """(first epoch, later epoch) seconds at `batch_size`, as `time_s` records them: `train.fit` with
-    the record, checkpoint and TensorBoard callbacks, on random data the size of the real splits."""
+    the record, checkpoint and TensorBoard callbacks, on random data of the real splits' shape. At most
+    STEPS_TIMED steps are trained; the training pass is scaled up to the real epoch, the rest of the
+    epoch (validation, writes) is the same whatever the epoch's length."""
     import numpy as np
 
     from tfsoftmax import train
@@ -41,15 +47,22 @@ def whole_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Sp
     def fake(n: int) -> tuple[np.ndarray, np.ndarray]:
         return rng.random((n, *shape), dtype=np.float32), rng.integers(0, classes, n).astype(np.int32)
 
+    n_train = len(splits.train[1])
+    timed = min(n_train, batch_size * STEPS_TIMED)
     val = None if splits.val is None else fake(len(splits.val[1]))
-    fakes = data_lib.Splits(train=fake(len(splits.train[1])), val=val, test=fake(1))
+    fakes = data_lib.Splits(train=fake(timed), val=val, test=fake(1))
     trial = override(config, {"data.batch_size": batch_size})
     train.seed_everything(trial.train.seed)
     model = build_model(shape, classes, trial.model, trial.train)
     with tempfile.TemporaryDirectory(prefix="tfsoftmax-dry-run-") as tmp:
         record = train.fit(model, fakes, trial, Path(tmp), [train.tensorboard_callback(Path(tmp), trial)], 2,
                            epoch_lines=False)
-    first, later = record.history["time_s"]
+    if record.divergence is not None:
+        raise TfsoftmaxError(f"--dry-run: the timing run at batch {batch_size} diverged on random inputs "
+                             f"({record.divergence['reason']}); no estimate", RUNTIME_ERROR)
+    history = record.history
+    training = [timed / rate for rate in history["examples_per_second"]]
+    first, later = (whole + pass_s * (n_train / timed - 1) for whole, pass_s in zip(history["time_s"], training))
     return first, later
 
 
@@ -69,14 +82,32 @@ def describe(config: Config) -> str:
     lines.append(f"trials: {trials}, {epochs} epochs each, {executions} execution(s) per trial")
     dataset = data_lib.load_dataset(config.data)
     splits = data_lib.split(dataset, config.data)
+    # TensorFlow's import and the data's loading, which the sweep pays too (the interpreter's own start
+    # before `describe` is not counted).
+    startup = time.perf_counter() - started
     measured = {b: whole_epoch_s(config, dataset, splits, b) for b in batch_sizes(config)}
     lines.append("measured whole epoch (training, validation, record, checkpoint, TensorBoard): " + ", ".join(
         f"batch {b}: {later:.2f} s" for b, (_, later) in measured.items()))
     # A process traces the model once (trials reuse it); each trial then pays its epochs and its overhead.
     tracing = max(first - later for first, later in measured.values())
-    mean_epoch = statistics.mean(later for _, later in measured.values())
-    total = tracing + trials * executions * (epochs * mean_epoch + TRIAL_OVERHEAD_S)
-    lines.append(f"estimated time: {total / 60:.1f} min in one process ({trials * executions} trainings x "
-                 f"{epochs} epochs at the mean measured epoch, +{TRIAL_OVERHEAD_S} s per training for its "
-                 f"files, +{tracing:.1f} s tracing once; this estimate took {time.perf_counter() - started:.0f} s)")
+    epoch_s = [later for _, later in measured.values()]
+    guided = guided_trials(config, trials)
+    # Random and grid trials sample the space evenly: the mean epoch. A guided search (Bayesian) spends
+    # its later trials near the best so far, at batch sizes no one can know in advance: those are taken
+    # halfway between the mean and the slowest epoch.
+    mean = statistics.mean(epoch_s)
+    per_trial = [mean] * (trials - guided) + [(mean + max(epoch_s)) / 2] * guided
+    total = startup + tracing + executions * sum(epochs * e + TRIAL_OVERHEAD_S for e in per_trial)
+    how = "the mean measured epoch" + (f" ({guided} guided trials: halfway to the slowest)" if guided else "")
+    lines.append(f"estimated time: {total / 60:.1f} min for the whole command in one process "
+                 f"({trials * executions} trainings x {epochs} epochs at {how}, +{TRIAL_OVERHEAD_S} s per "
+                 f"training, +{tracing:.1f} s tracing once, +{startup:.1f} s start-up and data)")
     return "\n".join(lines)
+
+
+def guided_trials(config: Config, trials: int) -> int:
+    """How many trials a Bayesian search places by its model rather than at random: all after keras-tuner's
+    initial random points (3 per swept key, at least 3)."""
+    if config.sweep.algorithm != "bayesian":
+        return 0
+    return max(0, trials - max(3 * len(config.sweep.space), 3))

@@ -49,7 +49,8 @@ def write_run_session(run_dir: Path, config: Config, history: dict[str, list[flo
 
     writer = tf.summary.create_file_writer(str(run_dir))
     with writer.as_default():
-        hp_api.hparams(run_hparams(config), trial_id=run_dir.name)
+        # Sessions are grouped by this name: the experiment keeps same-named runs of two experiments apart.
+        hp_api.hparams(run_hparams(config), trial_id=f"{config.logging.experiment}/{run_dir.name}")
         for tag, value in best_metrics(history).items():
             tf.summary.scalar(tag, value, step=step, description="best epoch of the run")
     writer.close()

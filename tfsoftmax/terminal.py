@@ -4,21 +4,23 @@ warnings and errors included, reaches the user.
 
 TensorFlow's C++ libraries write these notices straight to file descriptor 2, some before absl's logging
 starts, so TF_CPP_MIN_LOG_LEVEL cannot silence them and no Python-level filter ever sees them.
-`quiet_tensorflow` therefore puts a pipe on descriptor 2 and a thread that forwards each line to the real
-stderr unless it is one of the exact notices below. Child processes inherit the pipe, so their lines pass
-the same filter. Imports only the standard library: it runs before TensorFlow is loaded.
+`quiet_tensorflow` therefore puts a pipe on descriptor 2 and forks a small filter process that forwards
+each line to the real stderr unless it is one of the exact notices below. A process, not a thread: it
+outlives the main process, so the last lines before an abort() (TensorFlow's fatal "F..." Check-failed
+lines), a segfault or a SIGKILL still arrive; and it needs none of our GIL, which C++ may hold while it
+writes. Child processes inherit the pipe, so their lines pass the same filter. Imports only the standard
+library: it runs before TensorFlow is loaded.
 """
 
 from __future__ import annotations
 
 import atexit
-import fcntl
 import logging
 import os
 import re
 import select
+import signal
 import sys
-import threading
 
 VERBOSE_ENV = "TFSOFTMAX_VERBOSE"
 
@@ -42,8 +44,10 @@ _RETRACING = re.compile(r"\d+ out of the last \d+ calls to .+ triggered tf\.func
 # A pipe's end of line: \r too, so progress bars (TFDS's tqdm) move as they are drawn.
 _LINE_END = re.compile(rb"(?<=\n)|(?<=\r)(?!\n)")
 PARTIAL_LINE_WAIT_S = 0.05  # a prompt or half-drawn line waits this long for its end before it is shown
-DRAIN_TIMEOUT_S = 10.0  # at exit, at most this long for the forwarding thread to catch up
-PIPE_BYTES = 1 << 20  # C++ may write while holding the GIL, which the forwarder needs: room enough not to block
+DRAIN_TIMEOUT_S = 10.0  # at exit, at most this long for the filter process to catch up
+# Ctrl-C (and Ctrl-\) reach the whole foreground process group, a sweep's SIGTERM the worker's: the filter
+# keeps forwarding the main process's last lines ("interrupted ...", a traceback) and stops only at EOF.
+_FILTER_IGNORES = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
 
 
 class StartupNotices:
@@ -86,8 +90,9 @@ def _write_all(fd: int, data: bytes) -> None:
         pass
 
 
-def _forward(read_fd: int, real_fd: int, marker: bytes, drained: threading.Event) -> None:
-    """Copy the pipe to the real stderr, less the notices, until every writer is gone."""
+def _forward(read_fd: int, real_fd: int, marker: bytes, ack_fd: int) -> None:
+    """Copy the pipe to the real stderr, less the notices, until every writer is gone. Each marker line is
+    answered on `ack_fd` only once every line before it is written."""
     notices = StartupNotices()
     pending = b""
     while True:
@@ -101,23 +106,50 @@ def _forward(read_fd: int, real_fd: int, marker: bytes, drained: threading.Event
         *lines, pending = _LINE_END.split(pending + chunk)
         kept = []
         for line in lines:
-            if line.endswith(marker):  # a last line without its newline may come first, on the same line
+            acknowledge = line.endswith(marker)
+            if acknowledge:  # a last line without its newline may come first, on the same line
                 line = line[:-len(marker)]
-                drained.set()
             if line and not notices.is_notice(line.decode(errors="replace")):
                 kept.append(line)
+            if acknowledge:
+                _write_all(real_fd, b"".join(kept))
+                kept = []
+                _write_all(ack_fd, b"k")
         _write_all(real_fd, b"".join(kept))
 
 
-def _drain(real_fd: int, marker: bytes, drained: threading.Event) -> None:
+def _run_filter(read_fd: int, real_fd: int, marker: bytes, ack_fd: int) -> None:
+    """The forked filter process: holds only its three descriptors (another copy of the pipe's write end
+    would keep EOF from ever coming), forwards until EOF and exits without running the parent's atexit
+    handlers or flushing its buffers a second time."""
+    code = 1
+    try:
+        for signum in _FILTER_IGNORES:
+            signal.signal(signum, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        keep = sorted((read_fd, real_fd, ack_fd))
+        for low, high in zip([0] + [fd + 1 for fd in keep], keep + [os.sysconf("SC_OPEN_MAX")]):
+            os.closerange(low, high)
+        _forward(read_fd, real_fd, marker, ack_fd)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def _drain(real_fd: int, marker: bytes, ack_fd: int, owner: int) -> None:
     """At exit: everything written so far (a traceback, the last error line) reaches the terminal, in
-    order; then stderr is the real one again for whatever the interpreter writes while it shuts down."""
+    order; then stderr is the real one again for whatever the interpreter writes while it shuts down. Waits
+    for the filter's answer to a marker, not for EOF: a child (a sweep worker, TensorBoard's data server)
+    may still hold the pipe."""
+    if os.getpid() != owner:  # a forked copy of this process: the answer is not for it
+        return
     try:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
     _write_all(2, marker)
-    drained.wait(DRAIN_TIMEOUT_S)
+    if select.select([ack_fd], [], [], DRAIN_TIMEOUT_S)[0]:
+        os.read(ack_fd, 1)  # the answer, or EOF if the filter is gone: nothing more to wait for
     os.dup2(real_fd, 2)
 
 
@@ -126,8 +158,9 @@ _installed = False
 
 def quiet_tensorflow() -> None:
     """Leave TensorFlow's start-up notices, INFO lines and retracing warnings out of this process's stderr
-    until it exits; its warnings and errors still show. Call before TensorFlow is imported, and only in a
-    process whose stderr is its own (the command line, not a test or notebook); once is enough."""
+    until it exits; its warnings and errors still show. Call before TensorFlow is imported, while the
+    process has no other threads (it forks), and only in a process whose stderr is its own (the command
+    line, not a test or notebook); once is enough."""
     global _installed
     if _installed:
         return
@@ -135,18 +168,21 @@ def quiet_tensorflow() -> None:
     # Only INFO is hidden at the source; the known notices among TensorFlow's warnings go through the pipe.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     logging.getLogger("tensorflow").addFilter(RetracingFilter())
+    sys.stdout.flush()  # else the filter would hold a copy of unwritten output (it never writes it)
     sys.stderr.flush()
     real_fd = os.dup(2)
     read_fd, write_fd = os.pipe()
-    if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux
-        try:
-            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        except OSError:  # above the system's pipe-max-size: the default 64 KiB still holds the notices
-            pass
+    ack_read, ack_write = os.pipe()
+    marker = f"tfsoftmax-stderr-drained-{os.urandom(8).hex()}\n".encode()
+    # Blocked until the filter ignores them, so a Ctrl-C right now cannot end it; the parent gets its own.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FILTER_IGNORES)
+    try:
+        if os.fork() == 0:
+            _run_filter(read_fd, real_fd, marker, ack_write)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    os.close(read_fd)
+    os.close(ack_write)
     os.dup2(write_fd, 2)  # inheritable: child processes write into the same filter
     os.close(write_fd)
-    marker = f"tfsoftmax-stderr-drained-{os.urandom(8).hex()}\n".encode()
-    drained = threading.Event()
-    threading.Thread(target=_forward, args=(read_fd, real_fd, marker, drained), name="tfsoftmax-stderr",
-                     daemon=True).start()
-    atexit.register(_drain, real_fd, marker, drained)
+    atexit.register(_drain, real_fd, marker, ack_read, os.getpid())

@@ -201,11 +201,18 @@ def _make_callbacks(n_train: int, run_dir: Path, epochs: int, first_epoch: int,
             self.write(status="running")
             checkpoint.save(self.model, run_dir, epoch + 1)
 
+        def on_train_end(self, logs: dict | None = None) -> None:
+            # EpochStats (called first) has just closed the last epoch: its time now includes our writes.
+            self._take_times()
+
+        def _take_times(self) -> None:
+            if stats.times:
+                self.history["time_s"] = self.earlier_times + stats.times
+
         def write(self, status: str, test: dict[str, float] | None = None, wall_time_s: float | None = None,
                   **extra: Any) -> None:
             self.status = status
-            if stats.times:
-                self.history["time_s"] = self.earlier_times + stats.times
+            self._take_times()
             record = {"status": status, "epochs_completed": len(self.history.get("loss", [])),
                       "epochs_planned": epochs, "history": self.history, "test": test,
                       "wall_time_s": wall_time_s, **extra}
@@ -243,9 +250,10 @@ def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Pa
             try:
                 model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=first, verbose=verbose,
                           shuffle=False, callbacks=every, **fit_kwargs)
-            except (Halted, KeyboardInterrupt) as e:
+            except BaseException as e:
                 for callback in every:  # what fit would have done: close TensorBoard's and HParams' writers
-                    callback.on_train_end()
+                    with contextlib.suppress(Exception):  # the error that stopped training is the one to show
+                        callback.on_train_end()
                 if not isinstance(e, Halted):
                     raise
         if STOP.is_set():

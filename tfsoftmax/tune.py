@@ -96,7 +96,8 @@ def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.
             if execution:  # each execution is its own seed, so averaging executions averages seeds
                 trial_config = override(trial_config, {"train.seed": execution_seed(trial_config.train.seed,
                                                                                     execution)})
-                model = starting_model(trial_config)
+                if "tuner/trial_id" not in hp.values:  # Hyperband loaded a parent's weights: keep them
+                    model = starting_model(trial_config)
             started = time.perf_counter()
             try:  # Ctrl-C, a full disk, a damaged record: stop the search, not just this trial
                 run_dir.mkdir(parents=True, exist_ok=True)
@@ -169,7 +170,9 @@ def make_tuner(config: Config, hypermodel: Any) -> Any:
     class Tuner(base):  # type: ignore[misc, valid-type]
         def on_trial_end(self, trial: Any) -> None:
             super().on_trial_end(trial)
-            progress.report(trial, self.oracle, local=not dist_utils.has_chief_oracle())
+            local = not dist_utils.has_chief_oracle()
+            # A worker's copy of the trial has no score: the chief's oracle computed it.
+            progress.report(trial if local else self.oracle.get_trial(trial.trial_id), self.oracle, local)
 
         def on_trial_begin(self, trial: Any) -> None:
             if train.STOP.is_set():  # stopped between trials: the finished ones are saved, start no more
