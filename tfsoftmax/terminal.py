@@ -126,7 +126,6 @@ def _run_filter(read_fd: int, real_fd: int, marker: bytes, ack_fd: int) -> None:
     try:
         for signum in _FILTER_IGNORES:
             signal.signal(signum, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         keep = sorted((read_fd, real_fd, ack_fd))
         for low, high in zip([0] + [fd + 1 for fd in keep], keep + [os.sysconf("SC_OPEN_MAX")]):
             os.closerange(low, high)
@@ -174,7 +173,8 @@ def quiet_tensorflow() -> None:
     read_fd, write_fd = os.pipe()
     ack_read, ack_write = os.pipe()
     marker = f"tfsoftmax-stderr-drained-{os.urandom(8).hex()}\n".encode()
-    # Blocked until the filter ignores them, so a Ctrl-C right now cannot end it; the parent gets its own.
+    # Blocked across the fork, so a Ctrl-C now cannot end the filter before it ignores them; the parent gets
+    # its own once they are unblocked.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FILTER_IGNORES)
     try:
         if os.fork() == 0:
