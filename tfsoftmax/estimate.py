@@ -60,10 +60,10 @@ def whole_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Sp
     if record.divergence is not None:
         raise TfsoftmaxError(f"--dry-run: the timing run at batch {batch_size} diverged on random inputs "
                              f"({record.divergence['reason']}); no estimate", RUNTIME_ERROR)
-    history = record.history
-    training = [timed / rate for rate in history["examples_per_second"]]
-    first, later = (whole + pass_s * (n_train / timed - 1) for whole, pass_s in zip(history["time_s"], training))
-    return first, later
+    (first, later), rate = record.history["time_s"], record.history["examples_per_second"][-1]
+    # The later epoch's training pass grows with the epoch's length; the first epoch's tracing does not.
+    scaled = later + timed / rate * (n_train / timed - 1)
+    return scaled + first - later, scaled
 
 
 def describe(config: Config) -> str:
@@ -99,7 +99,7 @@ def describe(config: Config) -> str:
     per_trial = [mean] * (trials - guided) + [(mean + max(epoch_s)) / 2] * guided
     total = startup + tracing + executions * sum(epochs * e + TRIAL_OVERHEAD_S for e in per_trial)
     how = "the mean measured epoch" + (f" ({guided} guided trials: halfway to the slowest)" if guided else "")
-    lines.append(f"estimated time: {total / 60:.1f} min for the whole command in one process "
+    lines.append(f"estimated time: {total / 60:.1f} min ({total:.0f} s) for the whole command in one process "
                  f"({trials * executions} trainings x {epochs} epochs at {how}, +{TRIAL_OVERHEAD_S} s per "
                  f"training, +{tracing:.1f} s tracing once, +{startup:.1f} s start-up and data)")
     return "\n".join(lines)
