@@ -7,7 +7,7 @@ from typing import Callable
 
 import pytest
 
-from tfsoftmax import hparams, train, tune
+from tfsoftmax import hparams, train
 from tfsoftmax.config import Config, load_config, override
 
 from conftest import ROOT, write_tiny_cache
@@ -56,21 +56,3 @@ def test_the_five_d2l_learning_rate_runs_are_five_sessions(tmp_path: Path, tenso
         values = {(m["name"]["group"], m["name"]["tag"]): m["value"] for m in group["metricValues"]}
         assert values[("", "test/accuracy")] == pytest.approx(result.test["accuracy"])
         assert values[("", "best/val_accuracy")] == pytest.approx(max(result.history["val_accuracy"]))
-
-
-@pytest.mark.slow
-@pytest.mark.tensorboard
-def test_runs_beside_a_sweep_keep_their_columns_at_the_log_root(write_config: Callable[..., Path],
-                                                                tmp_path: Path, tensorboard: Callable) -> None:
-    run = train.run(load_config(write_config("[train]\nepochs = 2\nlr = 0.3", name="single")))
-    tune.search(load_config(write_config('[sweep]\nalgorithm = "grid"\nmax_trials = 2\nepochs = 1\n'
-                                         '[sweep.space]\n"data.batch_size" = { values = [8, 16] }', name="sw")))
-    board = tensorboard(tmp_path / "logs")
-    board.wait_for(lambda: len(board.post("/data/plugin/hparams/session_groups", SESSIONS)["sessionGroups"]) == 3)
-    experiment = board.post("/data/plugin/hparams/experiment", {"experimentName": ""})
-    assert set(hparams.STANDARD_KEYS) <= {h["name"] for h in experiment["hparamInfos"]}
-    groups = {g["name"]: g for g in board.post("/data/plugin/hparams/session_groups", SESSIONS)["sessionGroups"]}
-    single = groups[f"single/{run.run_dir.name}"]
-    assert single["hparams"]["train.lr"] == pytest.approx(0.3)
-    values = {(m["name"]["group"], m["name"]["tag"]): m["value"] for m in single["metricValues"]}
-    assert values[("", "test/accuracy")] == pytest.approx(run.test["accuracy"])

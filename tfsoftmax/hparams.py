@@ -2,9 +2,9 @@
 declares its columns before its first trial.
 
 A run's session holds the keys that always matter (STANDARD_KEYS) and every key that differs from the
-defaults, so runs of an experiment folder line up as columns: TensorBoard takes the columns from the
-sessions where no sweep declares them. Where a sweep does (TensorBoard then uses that one declaration
-for the whole log root), it declares the standard keys and the runs' metrics too.
+defaults, so runs of an experiment folder, or of a log root of runs, line up as columns: TensorBoard
+takes the columns from the sessions where no sweep declares them. A sweep declares its own (TensorBoard
+then uses that declaration for the whole log root).
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ _NOT_HPARAMS = ("data.data_dir", "data.manual_dir")
 # The metrics every trial logs, as (tag, TensorBoard run relative to the trial's run) for HParams columns.
 SWEEP_METRICS = [("epoch_accuracy", "validation"), ("epoch_loss", "validation"), ("epoch_accuracy", "train"),
                  ("epoch_loss", "train"), ("epoch_time_s", "train"), ("epoch_examples_per_second", "train")]
-# What only runs log (trials are never tested): declared by a sweep too, because TensorBoard takes one
-# folder's declaration for a whole log root, and the runs beside the sweep need their columns.
-RUN_METRICS = [("test/accuracy", ""), ("test/loss", ""), ("best/val_accuracy", ""), ("best/val_loss", "")]
+
 
 
 def run_hparams(config: Config) -> dict[str, Any]:
@@ -76,12 +74,11 @@ def write_sweep_config(config: Config, folder: Path) -> None:
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp_api
 
-    swept = [entry.key for entry in config.sweep.space]
+    # Only what every trial has: TensorBoard's parallel-coordinates view draws no line for a session that
+    # lacks a declared column's value.
     hparams = [hp_api.HParam(entry.key, _domain(entry)) for entry in config.sweep.space]
-    hparams += [hp_api.HParam(key) for key in STANDARD_KEYS if key not in swept]  # no domain: no filter
     metrics = [hp_api.Metric(tag, group=group, display_name=f"{group} {tag.removeprefix('epoch_')}")
                for tag, group in SWEEP_METRICS]
-    metrics += [hp_api.Metric(tag, group=group) for tag, group in RUN_METRICS]
     writer = tf.summary.create_file_writer(str(folder))
     with writer.as_default():
         hp_api.hparams_config(hparams=hparams, metrics=metrics)
