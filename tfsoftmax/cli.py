@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tfsoftmax.config import Config, load_config, require_space
+from tfsoftmax.config import Config, LoggingConfig, load_config, require_space
 from tfsoftmax.errors import CONFIG_ERROR, INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
 
 
@@ -232,9 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("board", parents=[verbose],
                        help="start TensorBoard on a run, experiment, sweep or log root; print the dashboard's URL")
-    p.add_argument("path", nargs="?", default="logs",
+    root = LoggingConfig().root  # the config's default log root, not a second copy of it
+    p.add_argument("path", nargs="?", default=root,
                    help="a run directory or an experiment folder (opens on the scalars), a sweep folder (on "
-                        "HParams) or a log root (default: logs)")
+                        f"HParams) or a log root (default: {root})")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=6006, help="port (default: 6006; 0 picks a free one)")
     p.set_defaults(func=cmd_board)

@@ -4,9 +4,8 @@ trial k of N, its values, its score, the best so far and which trial, elapsed an
 from __future__ import annotations
 
 import re
-import sys
 import time
-from typing import Any, TextIO
+from typing import Any
 
 
 def _value(value: Any) -> str:
@@ -20,16 +19,14 @@ def _duration(seconds: float) -> str:
 class SweepProgress:
     """Counts trials ended through the oracle, this session's and those a resumed sweep had before."""
 
-    def __init__(self, total: int, objective: str, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, objective: str) -> None:
         self.total, self.objective = total, objective
-        self.stream = stream or sys.stdout
         self.started = time.perf_counter()
         self.ended_here = 0
 
     def line(self, trial: Any, ended: int | None, best: Any | None, reason: str = "") -> str:
         """The line for `trial`, given how many trials have ended so far and the best of them; a
         distributed worker knows neither (None): its line has no count, best or time left."""
-        self.ended_here += 1
         values = " ".join(f"{k}={_value(v)}" for k, v in trial.hyperparameters.values.items()
                           if not k.startswith("tuner/"))
         status = str(trial.status).lower()
@@ -48,14 +45,15 @@ class SweepProgress:
     def report(self, trial: Any, oracle: Any, local: bool) -> None:
         """Print the line for a trial the oracle has just ended; `local` when this process holds the
         oracle (a distributed worker only holds a client to the chief's)."""
+        self.ended_here += 1
         message = (trial.message or "").strip().splitlines()
         # keras-tuner keeps the traceback's last line: drop its exception class, keep our message.
         reason = re.sub(r"^[\w.]+Error: ", "", message[-1]) if message and str(trial.status).lower() != "completed" else ""
         if not local:
-            print(self.line(trial, None, None, reason), file=self.stream, flush=True)
+            print(self.line(trial, None, None, reason), flush=True)
             return
         ended = [t for t in oracle.trials.values() if str(t.status).lower() not in ("running", "idle")]
         scored = [t for t in ended if str(t.status).lower() == "completed" and t.score is not None]
         sign = 1.0 if oracle.objective.direction == "max" else -1.0
         best = max(scored, key=lambda t: sign * t.score) if scored else None
-        print(self.line(trial, len(ended), best, reason), file=self.stream, flush=True)
+        print(self.line(trial, len(ended), best, reason), flush=True)
