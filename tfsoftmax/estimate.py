@@ -17,6 +17,7 @@ from tfsoftmax.results import trial_epochs
 # What a trial costs beyond its epochs: resetting the model, a new input pipeline, keras-tuner's trial
 # files and best-epoch checkpoint, the HParams records, saving model.keras (see the README's speed section).
 TRIAL_OVERHEAD_S = 1.2
+STEPS_TIMED = 500  # per batch size: enough for a steady rate, few enough that batch size 1 takes seconds
 
 
 def batch_sizes(config: Config) -> list[int]:
@@ -25,9 +26,6 @@ def batch_sizes(config: Config) -> list[int]:
     if entry is None:
         return [config.data.batch_size]
     return list(entry.values) if entry.values else [int(entry.min), int(entry.max)]
-
-
-STEPS_TIMED = 500  # per batch size: enough for a steady rate, few enough that batch size 1 takes seconds
 
 
 def whole_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits,

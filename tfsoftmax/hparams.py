@@ -25,7 +25,6 @@ SWEEP_METRICS = [("epoch_accuracy", "validation"), ("epoch_loss", "validation"),
                  ("epoch_loss", "train"), ("epoch_time_s", "train"), ("epoch_examples_per_second", "train")]
 
 
-
 def run_hparams(config: Config) -> dict[str, Any]:
     """The session's hyperparameters: the standard keys, then every other key set away from its default."""
     values, defaults = flat_config(config), flat_config(Config())

@@ -53,7 +53,6 @@ class SweepProgress:
             print(self.line(trial, None, None, reason), flush=True)
             return
         ended = [t for t in oracle.trials.values() if str(t.status).lower() not in ("running", "idle")]
-        scored = [t for t in ended if str(t.status).lower() == "completed" and t.score is not None]
-        sign = 1.0 if oracle.objective.direction == "max" else -1.0
-        best = max(scored, key=lambda t: sign * t.score) if scored else None
+        # keras-tuner pads its best list with unfinished trials when none has completed.
+        best = next((t for t in oracle.get_best_trials(1) if str(t.status).lower() == "completed"), None)
         print(self.line(trial, len(ended), best, reason), flush=True)

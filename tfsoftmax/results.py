@@ -25,6 +25,11 @@ def config_for(config: Config, values: dict[str, Any]) -> Config:
     return override(config, swept) if swept else config
 
 
+def execution_index(run_dir: Path) -> int:
+    """Which execution of its trial a run directory holds: keras-tuner names them `execution<N>`."""
+    return int(run_dir.name.removeprefix("execution"))
+
+
 def execution_seed(seed: int, execution: int) -> int:
     """The `train.seed` of a trial's execution: the trial's own seed for the first, then seeds drawn from
     (seed, execution), so executions differ and each re-runs alone from its saved config."""
@@ -67,7 +72,7 @@ def _trial_status(trial: Any, run_dir: Path) -> tuple[str, str]:
 def _execution_scores(trial_dir: Path, objective: Any) -> tuple[float, ...]:
     """Each execution's best epoch by the objective, as keras-tuner averages them into the trial's score."""
     scores = []
-    for run_dir in sorted(trial_dir.glob("execution*"), key=lambda p: int(p.name.removeprefix("execution"))):
+    for run_dir in sorted(trial_dir.glob("execution*"), key=execution_index):
         values = ((checkpoint.read_record(run_dir) or {}).get("history") or {}).get(objective.name) or []
         if values:
             scores.append(max(values) if objective.direction == "max" else min(values))

@@ -23,7 +23,7 @@ from tfsoftmax import train
 from tfsoftmax.config import Config, SpaceEntry, load_config, override, require_space
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import locked
-from tfsoftmax.results import TrialRow, config_for, execution_seed, trial_epochs
+from tfsoftmax.results import TrialRow, config_for, execution_index, execution_seed, trial_epochs
 
 if TYPE_CHECKING:
     import keras_tuner
@@ -92,7 +92,7 @@ def make_hypermodel(config: Config, dataset: data_lib.Dataset, splits: data_lib.
                 epochs = trial_config.train.epochs
             board = next(c for c in callbacks if type(c).__name__ == "TensorBoard")
             run_dir = Path(board.log_dir)
-            execution = int(run_dir.name.removeprefix("execution"))
+            execution = execution_index(run_dir)
             if execution:  # each execution is its own seed, so averaging executions averages seeds
                 trial_config = override(trial_config, {"train.seed": execution_seed(trial_config.train.seed,
                                                                                     execution)})
