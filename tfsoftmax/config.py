@@ -153,6 +153,11 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
+    @property
+    def trial_epochs(self) -> int:
+        """Epochs per sweep trial: the sweep's own setting if set, else the run's."""
+        return self.sweep.epochs or self.train.epochs
+
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
             "logging": LoggingConfig, "sweep": SweepConfig}
