@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from tfsoftmax.config import (ALGORITHMS, LOSSES, OBJECTIVES, OPTIMIZERS, SAMPLINGS, SECTIONS, Config,
                               SpaceEntry, load_config, override, to_toml)
+from tfsoftmax.checks import kind_of
 from tfsoftmax.errors import CONFIG_ERROR, TfsoftmaxError
 
 # tmp_path is shared by a test's examples; each example overwrites the files it reads.
@@ -32,7 +33,11 @@ SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=
 INT64 = range(-2**63, 2**63)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_.\-]+)?(:[0-9]+\.[0-9]+\.[0-9]+)?")
-HINTS = {section: typing.get_type_hints(cls) for section, cls in SECTIONS.items()}
+# Each field's value type; OPTIONAL fields may also be None ("not set", which "" in a file also means).
+HINTS = {section: {name: kind_of(cls, name)[0] for name in typing.get_type_hints(cls) if name != "NAME"}
+         for section, cls in SECTIONS.items()}
+OPTIONAL = {(section, f.name) for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+            if f.name != "space" and kind_of(cls, f.name)[1]}
 FIELDS = {section: [f.name for f in dataclasses.fields(cls)] for section, cls in SECTIONS.items()}
 TUNABLE = ["data.batch_size"] + [f"{s}.{name}" for s in ("model", "train") for name in FIELDS[s]]
 CHOICES = {("model", "kind"): ("keras", "scratch"), ("model", "loss"): LOSSES,
@@ -136,7 +141,7 @@ def valid_value(section: str, name: str) -> st.SearchStrategy[Any]:
         return st.integers(0, 2**32 - 2) | st.integers(0, 100)
     if name in ("shuffle_seed", "seed"):
         return st.integers(0, 2**32 - 1) | st.integers(0, 100)
-    low = 0 if name == "num_images" or (section, name) == ("sweep", "epochs") else 1
+    low = 0 if name == "num_images" else 1
     return st.integers(low, 2**63 - 1) | st.integers(low, 100)
 
 
@@ -241,7 +246,7 @@ def assert_valid(config: Config) -> None:
                 assert_field(section, f.name, getattr(part, f.name))
     assert TFDS_NAME.fullmatch(config.data.dataset)
     assert NAME.fullmatch(config.logging.experiment)  # named after the file when not given
-    assert config.logging.run_name == "" or NAME.fullmatch(config.logging.run_name)
+    assert config.logging.run_name is None or NAME.fullmatch(config.logging.run_name)
     assert config.model.kind == "scratch" or config.model.loss == "stable"
     assert config.model.kind == "keras" or config.train.optimizer == "sgd"
     keys = [e.key for e in config.sweep.space]
@@ -264,6 +269,8 @@ def assert_valid(config: Config) -> None:
 
 
 def assert_field(section: str, name: str, value: Any) -> None:
+    if value is None and (section, name) in OPTIONAL:
+        return
     kind = HINTS[section][name]
     assert type(value) is kind, (section, name, value)
     if kind is int:
@@ -318,7 +325,7 @@ def test_override_from_python_returns_a_valid_config_or_the_config_error(
         event(f"{type(change).__name__}: {'loaded' if config is not None else 'config error'}")
         if config is not None:
             # Only load_config names the experiment after the file; name it here as it would.
-            if config.logging.experiment == "":
+            if config.logging.experiment is None:
                 config = dataclasses.replace(config, logging=dataclasses.replace(config.logging, experiment="x"))
             assert_valid(config)
             assert_saved_config_reads_back(config, tmp_path)
@@ -408,8 +415,8 @@ def test_allowed_values_load_as_written(tmp_path: Path, case: tuple[dict[str, An
     assert_valid(config)
     assert_saved_config_reads_back(config, tmp_path)
     # The same changes from Python, as notebooks make them, give the same Config; only load_config names
-    # the experiment after the file, so an override to "" leaves it unnamed.
+    # the experiment after the file, so an override to "" (not set) leaves it unnamed.
     mapping = {f"{s}.{n}": v for s, n, v in overrides}
     if mapping.get("logging.experiment") == "":
-        expected = dataclasses.replace(expected, logging=dataclasses.replace(expected.logging, experiment=""))
+        expected = dataclasses.replace(expected, logging=dataclasses.replace(expected.logging, experiment=None))
     assert override(load_config(path), mapping) == expected

@@ -18,6 +18,7 @@ reading each file, the record's schema (with its format version), and where a sw
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -50,8 +51,9 @@ RESULTS_CSV, RESULTS_JSON, BEST_CONFIG = "results.csv", "results.json", "best.to
 
 def experiment_dir(config: Config) -> Path:
     """`<root>/<experiment>`: a run's parent folder, and a sweep's one fixed folder (so the same sweep
-    command resumes it)."""
-    return Path(config.logging.root) / config.logging.experiment
+    command resumes it); the root itself for a config built in code with no experiment name."""
+    root = Path(config.logging.root)
+    return root if config.logging.experiment is None else root / config.logging.experiment
 
 
 def create(config: Config) -> Path:
@@ -144,11 +146,16 @@ def _checked(record: Any, path: Path) -> dict[str, Any]:
         raise _broken(path, f"test: expected null or an object of numbers with accuracy, got {json.dumps(test)}")
     if wall is not None and not _number(wall):
         raise _broken(path, f"wall_time_s: expected a number or null, got {json.dumps(wall)}")
+    if test is not None:
+        record["test"] = {k: float(v) for k, v in test.items()}
+    if wall is not None:
+        record["wall_time_s"] = float(wall)
     return record
 
 
 def read_record(run_dir: Path) -> dict[str, Any] | None:
-    """The run's record, schema-checked, or None where there is none yet (before its first epoch ends)."""
+    """The run's record, schema-checked, its numbers (history, test, wall time) as floats; None where there
+    is none yet (before its first epoch ends)."""
     path = Path(run_dir) / RECORD
     try:
         text = path.read_text(encoding="utf-8")
@@ -161,6 +168,17 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     except ValueError as e:
         raise _broken(path, f"unreadable or half-written record ({e})") from None
     return _checked(record, path)
+
+
+def best_epoch(history: dict[str, list[float]], metric: str) -> int | None:
+    """Which epoch of a record's history (0-based) is best by `metric`: the highest accuracy or the lowest
+    loss, as keras-tuner ranks them; a non-finite value is never best. None where `metric` has no finite value."""
+    values = history.get(metric, [])
+    finite = [i for i, value in enumerate(values) if math.isfinite(value)]
+    if not finite:
+        return None
+    pick = max if metric.endswith("accuracy") else min
+    return pick(finite, key=values.__getitem__)
 
 
 def save_model(model: keras.Model, run_dir: Path) -> None:
@@ -193,7 +211,13 @@ def execution_index(run_dir: Path) -> int:
     return int(Path(run_dir).name.removeprefix(EXECUTION))
 
 
+def sweep_of(run_dir: Path) -> Path | None:
+    """The sweep folder whose trial `run_dir` is one execution of; None for a run of its own."""
+    run_dir = Path(run_dir)
+    sweep = run_dir.parent.parent
+    return sweep if run_dir.name.startswith(EXECUTION) and is_sweep(sweep) else None
+
+
 def is_trial(run_dir: Path) -> bool:
     """A run directory that is one execution of a sweep's trial (resumed by the sweep, not `run --resume`)."""
-    run_dir = Path(run_dir)
-    return run_dir.name.startswith(EXECUTION) and is_sweep(run_dir.parent.parent)
+    return sweep_of(run_dir) is not None
