@@ -1,7 +1,9 @@
-"""Shared fixtures: seeds, a tiny generated dataset behind the real loader, a TensorBoard client."""
+"""Shared fixtures: seeds, a tiny generated dataset behind the real loader, TFDS's mock data behind a
+prepared copy, a TensorBoard client."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -9,8 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_FASHION = ROOT.parent / "shared" / "datasets" / "fashion_mnist"
 TINY_TRAIN, TINY_TEST = 120, 40
+MOCK_EXAMPLES = 40  # per split; TFDS's mock gives train and test the same examples
 
 
 def write_tiny_cache(data_dir: Path, train: int = TINY_TRAIN, test: int = TINY_TEST, seed: int = 0) -> None:
@@ -43,6 +47,29 @@ def write_tiny_cache(data_dir: Path, train: int = TINY_TRAIN, test: int = TINY_T
     folder.mkdir(parents=True, exist_ok=True)
     np.savez(folder / CACHE_NAME, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
              checksum=np.array("tiny-generated"))
+
+
+@contextlib.contextmanager
+def mock_prepared(name: str, data_dir: Path) -> Iterator[None]:
+    """TFDS's mock examples for `name`, behind what a prepared copy leaves in `data_dir`: its metadata.
+
+    Without it (mock policy USE_CODE) the builder points at a folder that does not exist, so it is never
+    prepared, and its splits have no sizes (reading a whole split aborts the interpreter). With it (policy
+    USE_FILES) the builder is prepared, as after a real download, with train and test of MOCK_EXAMPLES each.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=str(data_dir))
+    builder.info.set_splits(tfds.core.SplitDict([
+        tfds.core.SplitInfo(name=split, shard_lengths=[MOCK_EXAMPLES], num_bytes=0,
+                            filename_template=tfds.core.ShardedFileTemplate(
+                                data_dir=builder.data_path, dataset_name=name, split=split,
+                                filetype_suffix="tfrecord"))
+        for split in ("train", "test")]))
+    builder.data_path.mkdir(parents=True)
+    builder.info.write_to_directory(builder.data_path)
+    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=str(data_dir)):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +119,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
                 extra.append(line)
             elif current:
                 key = line.split("=")[0].strip()
-                sections[current] = [l for l in sections[current] if l.split("=")[0].strip() != key] + [line]
+                sections[current] = [kept for kept in sections[current] if kept.split("=")[0].strip() != key] + [line]
             elif line:
                 extra.append(line)
         body = "\n".join(f"[{s}]\n" + "\n".join(lines) + "\n" for s, lines in sections.items())

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from tfsoftmax import bench, load_config
+from tfsoftmax import bench, bench_loops, load_config
 from tfsoftmax.errors import TfsoftmaxError
 
 
@@ -30,20 +30,20 @@ def _tiny(write_config: Callable[..., Path]) -> tuple:
 
 def test_numpy_floor_learns_tiny_data(write_config: Callable[..., Path]) -> None:
     config, dataset, splits = _tiny(write_config)
-    result = bench.numpy_sgd(dataset, splits, config, epochs=3)
+    result = bench_loops.numpy_sgd(dataset, splits, config, epochs=3)
     assert len(result.epoch_s) == 3  # the warm-up epoch is dropped
     assert result.test_accuracy >= 0.9
 
 
 def test_eager_loop_learns_tiny_data(write_config: Callable[..., Path]) -> None:
     config, dataset, splits = _tiny(write_config)
-    result = bench.time_eager(dataset, splits, config, epochs=3)
+    result = bench_loops.time_eager(dataset, splits, config, epochs=3)
     assert len(result.epoch_s) == 3
     assert result.test_accuracy >= 0.9
 
 
 def _fake_report() -> dict:
-    results = {name: bench.MethodResult(warmup_s=1.0, epoch_s=[0.1 * (i + 1)] * 3, test_accuracy=0.8,
+    results = {name: bench_loops.MethodResult(warmup_s=1.0, epoch_s=[0.1 * (i + 1)] * 3, test_accuracy=0.8,
                                         whole_epoch_s=[0.2] * 3 if "fit" in name or i < 2 else None)
                for i, name in enumerate(bench.METHODS)}
     return {"epochs": 3, "train_examples": 1000, "batch_size": 256,
@@ -60,7 +60,7 @@ def test_ratio_is_relative_to_the_numpy_floor() -> None:
 
 
 def test_table_names_every_method_the_whole_run_and_the_sweep() -> None:
-    table = bench.format_table(_fake_report())
+    table = bench.format_report(_fake_report())
     for label in bench.METHODS.values():
         assert label in table
     assert "whole `tfsoftmax run` process (start-up and imports included): 12.5 s" in table
@@ -68,6 +68,7 @@ def test_table_names_every_method_the_whole_run_and_the_sweep() -> None:
     assert "1 worker(s)" in table and "2 worker(s)" in table and "24.00 trials/min" in table
 
 
+@pytest.mark.slow  # trains every method in turn
 def test_command_writes_every_method_to_json(write_config: Callable[..., Path], tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
@@ -91,6 +92,7 @@ def test_default_config_is_the_reference_experiment_with_d2l_values() -> None:
         "fashion_mnist", 256, 0.1, 10)
 
 
+@pytest.mark.slow  # sleeps in every save; test_train checks the same of `fit` in the fast loop
 def test_whole_epoch_is_what_a_run_waits_for_its_writes_included(write_config: Callable[..., Path],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import time
@@ -105,9 +107,9 @@ def test_whole_epoch_is_what_a_run_waits_for_its_writes_included(write_config: C
 
     monkeypatch.setattr(checkpoint, "save", slow_save)
     config, dataset, splits = _tiny(write_config)
-    result = bench.time_run_fit(dataset, splits, config, epochs=2)
-    assert len(result.whole_epoch_s) == 2  # the last epoch too: its writes come after Keras' epoch end
-    assert all(whole - train >= delay for whole, train in zip(result.whole_epoch_s, result.epoch_s))
+    result = bench_loops.time_run_fit(dataset, splits, config, epochs=1)
+    assert len(result.whole_epoch_s) == 1  # the last epoch too: its writes come after Keras' epoch end
+    assert all(whole - train >= delay for whole, train in zip(result.whole_epoch_s, result.epoch_s, strict=True))
 
 
 def test_non_sgd_optimizer_is_a_config_error(write_config: Callable[..., Path], tmp_path: Path) -> None:

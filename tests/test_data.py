@@ -13,7 +13,7 @@ from tfsoftmax import data
 from tfsoftmax.config import DataConfig
 from tfsoftmax.errors import TfsoftmaxError
 
-from conftest import SHARED_FASHION, TINY_TEST, TINY_TRAIN
+from conftest import MOCK_EXAMPLES, SHARED_FASHION, TINY_TEST, TINY_TRAIN, mock_prepared
 
 
 def test_loader_reads_info_from_tfds_and_arrays_from_cache(tiny_data_dir: Path) -> None:
@@ -26,12 +26,43 @@ def test_loader_reads_info_from_tfds_and_arrays_from_cache(tiny_data_dir: Path) 
     assert data.load_dataset(DataConfig(data_dir=str(tiny_data_dir))) is dataset  # once per process
 
 
+def test_tfds_mock_data_is_decoded_split_and_cached_then_read_back(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real loading path, which the tiny cache skips: TFDS's builder and `as_dataset` decode the
+    examples, the arrays are cached beside TFDS's metadata, and a later process reads only the cache."""
+    cfg = DataConfig(data_dir=str(tmp_path / "tfds"), validation_fraction=0.25)
+    cache = tmp_path / "tfds" / "fashion_mnist" / "3.0.1" / data.CACHE_NAME
+    with mock_prepared("fashion_mnist", tmp_path / "tfds"):
+        dataset = data.load_dataset(cfg)
+    assert cache.is_file()
+    assert dataset.name == "fashion_mnist" and dataset.version == "3.0.1"
+    assert dataset.class_names[0] == "T-shirt/top" and dataset.num_classes == 10
+    assert dataset.train_x.shape == dataset.test_x.shape == (MOCK_EXAMPLES, 28, 28, 1)
+    assert dataset.train_x.dtype == np.uint8 and dataset.train_y.dtype == np.int32
+    assert dataset.train_x.max() > 0 and set(dataset.train_y.tolist()) <= set(range(10))
+    assert len(dataset.checksum) == 64  # a sha256 of the decoded arrays
+    splits = data.split(dataset, cfg)
+    assert len(splits.val[1]) == MOCK_EXAMPLES // 4 and len(splits.train[1]) == MOCK_EXAMPLES - MOCK_EXAMPLES // 4
+    assert splits.train[0].dtype == np.float32 and splits.train[0].min() >= 0.0 and splits.train[0].max() <= 1.0
+
+    data._LOADED.clear()  # as a new process: outside the mock, only the cache holds the examples
+
+    def no_decoding(builder: object) -> None:
+        raise AssertionError("the cached arrays were decoded again")
+
+    monkeypatch.setattr(data, "_decode", no_decoding)
+    again = data.load_dataset(cfg)
+    assert again is not dataset and again.checksum == dataset.checksum
+    for name in ("train_x", "train_y", "test_x", "test_y"):
+        assert np.array_equal(getattr(again, name), getattr(dataset, name)), name
+
+
 def test_split_carves_validation_from_train(tiny_data_dir: Path) -> None:
     cfg = DataConfig(data_dir=str(tiny_data_dir), validation_fraction=0.25)
     splits = data.split(data.load_dataset(cfg), cfg)
     assert len(splits.val[1]) == TINY_TRAIN // 4 and len(splits.train[1]) == TINY_TRAIN - TINY_TRAIN // 4
     assert len(splits.test[1]) == TINY_TEST
-    assert splits.train[0].dtype == np.float32 and 0.0 <= splits.train[0].min() and splits.train[0].max() <= 1.0
+    assert splits.train[0].dtype == np.float32 and splits.train[0].min() >= 0.0 and splits.train[0].max() <= 1.0
 
 
 def test_validation_fraction_zero_trains_on_all_of_train_and_validates_on_nothing(tiny_data_dir: Path) -> None:
@@ -60,7 +91,7 @@ def test_pipeline_shapes_dtypes_and_reshuffle_every_epoch(tiny_data_dir: Path) -
     order1 = np.concatenate([b[1] for b in epoch1])
     order2 = np.concatenate([b[1] for b in epoch2])
     assert sorted(order1) == sorted(order2) == sorted(y.tolist()) and not np.array_equal(order1, order2)
-    assert all(0.0 <= b[0].min() and b[0].max() <= 1.0 for b in epoch1)
+    assert all(b[0].min() >= 0.0 and b[0].max() <= 1.0 for b in epoch1)
 
 
 def test_each_epoch_order_depends_only_on_seed_and_epoch(tiny_data_dir: Path) -> None:

@@ -222,7 +222,7 @@ def test_stable_softmax_survives_the_widest_finite_gap(dtype: str) -> None:
 
 
 def test_table_shows_each_bound_in_its_own_format(ranges: dict[str, numerics.ExpRange]) -> None:
-    table = numerics.format_table(list(ranges.values()))
+    table = numerics.format_ranges(list(ranges.values()))
     assert table.splitlines()[:5] == TABLE_HEAD
 
 
@@ -264,6 +264,7 @@ def test_unknown_dtype_is_a_usage_error(function: Callable[[str], object]) -> No
     assert raised.value.exit_code == 2
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_numerics_does_not_load_tensorflow() -> None:
     code = "import sys, tfsoftmax.numerics; print('tensorflow' in sys.modules)"
     result = subprocess.run(

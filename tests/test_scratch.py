@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -66,6 +66,7 @@ def test_scratch_kernel_is_inputs_by_classes_and_call_gives_logits() -> None:
     np.testing.assert_allclose(model.predict(x, verbose=0), x.reshape(5, -1) @ kernel, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # two whole runs, report included
 def test_scratch_run_leaves_the_same_run_directory_as_keras(write_config: Callable[..., Path]) -> None:
     import keras
 
@@ -90,6 +91,7 @@ def test_scratch_run_leaves_the_same_run_directory_as_keras(write_config: Callab
     np.testing.assert_allclose(saved.predict(x, verbose=0), runs["scratch"].model.predict(x, verbose=0))
 
 
+@pytest.mark.slow  # two whole runs; test_ops checks both losses on large logits
 def test_naive_loss_diverges_on_unscaled_pixels_where_stable_completes(write_config: Callable[..., Path]) -> None:
     text = '[data]\nscale = false\n[model]\nkind = "scratch"\nloss = "{}"\n[train]\nepochs = 1'
     naive = train.run(load_config(write_config(text.format("naive"), name="naive")))

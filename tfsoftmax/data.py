@@ -248,7 +248,7 @@ def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
             rows = order[i * batch_size:(i + 1) * batch_size]
             return tf.gather(images, rows), tf.gather(labels, rows)
 
-        # One map stage, not two: measured 0.093 against 0.119 s per epoch (batch 256).
+        # Images and labels gathered in one map stage: every further stage costs time on each batch.
         return tf.data.Dataset.range(steps).map(batch)
 
     return (tf.data.Dataset.range(1)

@@ -15,6 +15,7 @@ import ml_dtypes
 import numpy as np
 
 from tfsoftmax.errors import CONFIG_ERROR, TfsoftmaxError
+from tfsoftmax.table import format_table
 
 DTYPES = ("float64", "float32", "bfloat16", "float16")
 
@@ -81,7 +82,7 @@ def _last_true(
     while (step := np.nextafter(good, bad)) != bad:
         mid = scalar((float(good) + float(bad)) / 2)
         # ml_dtypes rounds to bfloat16 through float32; that double rounding can land on an end.
-        if mid == good or mid == bad:
+        if mid in (good, bad):
             mid = step
         good, bad = (mid, bad) if holds(mid) else (good, mid)
     return good
@@ -128,17 +129,12 @@ def _measure(dtype: str) -> ExpRange:
 def exp_ranges() -> list[ExpRange]:
     """Measure exp's argument range in float64, float32, bfloat16 and float16, widest first.
 
-    A few hundred one-element tf.exp calls on the CPU: well under a second once TF is loaded.
+    Each bound is a bisection of one-element tf.exp calls on the CPU, a few hundred calls in all.
     """
     return [_measure(dtype) for dtype in DTYPES]
 
 
-def _align(row: Sequence[str], widths: Sequence[int]) -> str:
-    (name, name_width), *numbers = zip(row, widths, strict=True)
-    return "  ".join([name.ljust(name_width), *(cell.rjust(w) for cell, w in numbers)])
-
-
-def format_table(ranges: Sequence[ExpRange]) -> str:
+def format_ranges(ranges: Sequence[ExpRange]) -> str:
     """An aligned text table of `exp_ranges()`, each number in the shortest digits of its format."""
     header = (
         "format",
@@ -157,14 +153,12 @@ def format_table(ranges: Sequence[ExpRange]) -> str:
         )
         for r in ranges
     ]
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    lines = [_align(row, widths) for row in (header, *rows)]
     notes = [
         "exp(x) > 0 stops at log(smallest normal) where TF flushes subnormal results to 0,",
         "and at log(smallest subnormal / 2) where it keeps them.",
         "The stable softmax survives any finite gap: after the max shift every exponent is <= 0.",
     ]
-    return "\n".join([*lines, "", *notes])
+    return "\n".join([format_table(header, rows, right=range(1, len(header))), "", *notes])
 
 
 def softmax_check(dtype: str) -> SoftmaxCheck:
@@ -211,4 +205,4 @@ def report(dtype: str) -> str:
         TfsoftmaxError: exit code 2, if `dtype` is not one of DTYPES.
     """
     check = softmax_check(dtype)
-    return format_table(exp_ranges()) + "\n\n" + format_check(check)
+    return format_ranges(exp_ranges()) + "\n\n" + format_check(check)
