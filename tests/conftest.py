@@ -39,14 +39,20 @@ def write_tiny_cache(data_dir: Path, train: int = TINY_TRAIN, test: int = TINY_T
         y = rng.integers(0, 10, size=n).astype(np.int32)
         x = rng.integers(0, 60, size=(n, 28, 28, 1)).astype(np.uint8)
         for i, label in enumerate(y):
-            x[i, 2 + 2 * label: 4 + 2 * label, :, 0] = 250
+            x[i, 2 + 2 * label : 4 + 2 * label, :, 0] = 250
         return x, y
 
     (train_x, train_y), (test_x, test_y) = make(train), make(test)
     folder = data_dir / "fashion_mnist" / "3.0.1"
     folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / CACHE_NAME, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
-             checksum=np.array("tiny-generated"))
+    np.savez(
+        folder / CACHE_NAME,
+        train_x=train_x,
+        train_y=train_y,
+        test_x=test_x,
+        test_y=test_y,
+        checksum=np.array("tiny-generated"),
+    )
 
 
 @contextlib.contextmanager
@@ -60,12 +66,21 @@ def mock_prepared(name: str, data_dir: Path) -> Iterator[None]:
     import tensorflow_datasets as tfds
 
     builder = tfds.builder(name, data_dir=str(data_dir))
-    builder.info.set_splits(tfds.core.SplitDict([
-        tfds.core.SplitInfo(name=split, shard_lengths=[MOCK_EXAMPLES], num_bytes=0,
-                            filename_template=tfds.core.ShardedFileTemplate(
-                                data_dir=builder.data_path, dataset_name=name, split=split,
-                                filetype_suffix="tfrecord"))
-        for split in ("train", "test")]))
+    builder.info.set_splits(
+        tfds.core.SplitDict(
+            [
+                tfds.core.SplitInfo(
+                    name=split,
+                    shard_lengths=[MOCK_EXAMPLES],
+                    num_bytes=0,
+                    filename_template=tfds.core.ShardedFileTemplate(
+                        data_dir=builder.data_path, dataset_name=name, split=split, filetype_suffix="tfrecord"
+                    ),
+                )
+                for split in ("train", "test")
+            ]
+        )
+    )
     builder.data_path.mkdir(parents=True)
     builder.info.write_to_directory(builder.data_path)
     with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=str(data_dir)):
@@ -105,9 +120,11 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
         data_dir = data_dir or tmp_path / "tfds"
         if not (data_dir / "fashion_mnist").exists():
             write_tiny_cache(data_dir)
-        sections: dict[str, list[str]] = {"data": [f'data_dir = "{data_dir}"', "batch_size = 16"],
-                                          "train": ["epochs = 2", "lr = 0.5"],
-                                          "logging": [f'root = "{tmp_path / "logs"}"', "num_images = 6"]}
+        sections: dict[str, list[str]] = {
+            "data": [f'data_dir = "{data_dir}"', "batch_size = 16"],
+            "train": ["epochs = 2", "lr = 0.5"],
+            "logging": [f'root = "{tmp_path / "logs"}"', "num_images = 6"],
+        }
         extra: list[str] = []
         current = None
         for line in text.strip().splitlines():
@@ -180,8 +197,9 @@ class Board:
             return json.loads(r.read())
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
-        request = urllib.request.Request(f"{self.url}{path}", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=30) as r:
             return json.loads(r.read())
 
@@ -201,10 +219,25 @@ def tensorboard() -> Iterator[Callable[[Path], Board]]:
 
     def start(logdir: Path) -> Board:
         port = free_port()
-        process = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
-                                    "--host", "127.0.0.1", "--port", str(port), "--load_fast", "false",
-                                    "--reload_interval", "1"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tensorboard.main",
+                "--logdir",
+                str(logdir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--load_fast",
+                "false",
+                "--reload_interval",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         processes.append(process)
         board = Board(f"http://127.0.0.1:{port}")
 

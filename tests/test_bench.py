@@ -43,14 +43,26 @@ def test_eager_loop_learns_tiny_data(write_config: Callable[..., Path]) -> None:
 
 
 def _fake_report() -> dict:
-    results = {name: bench_loops.MethodResult(warmup_s=1.0, epoch_s=[0.1 * (i + 1)] * 3, test_accuracy=0.8,
-                                        whole_epoch_s=[0.2] * 3 if "fit" in name or i < 2 else None)
-               for i, name in enumerate(bench.METHODS)}
-    return {"epochs": 3, "train_examples": 1000, "batch_size": 256,
-            "methods": bench.summarize(results, n_train=1000),
-            "whole_run": {"wall_s": 12.5, "in_run_wall_s": 9.0, "epochs": 10, "test_accuracy": 0.83},
-            "sweep": [{"workers": w, "trials": 12, "completed": 12, "epochs": 3, "wall_s": 60.0 / w,
-                       "trials_per_min": 12.0 * w} for w in (1, 2)]}
+    results = {
+        name: bench_loops.MethodResult(
+            warmup_s=1.0,
+            epoch_s=[0.1 * (i + 1)] * 3,
+            test_accuracy=0.8,
+            whole_epoch_s=[0.2] * 3 if "fit" in name or i < 2 else None,
+        )
+        for i, name in enumerate(bench.METHODS)
+    }
+    return {
+        "epochs": 3,
+        "train_examples": 1000,
+        "batch_size": 256,
+        "methods": bench.summarize(results, n_train=1000),
+        "whole_run": {"wall_s": 12.5, "in_run_wall_s": 9.0, "epochs": 10, "test_accuracy": 0.83},
+        "sweep": [
+            {"workers": w, "trials": 12, "completed": 12, "epochs": 3, "wall_s": 60.0 / w, "trials_per_min": 12.0 * w}
+            for w in (1, 2)
+        ],
+    }
 
 
 def test_ratio_is_relative_to_the_numpy_floor() -> None:
@@ -69,15 +81,18 @@ def test_table_names_every_method_the_whole_run_and_the_sweep() -> None:
 
 
 @pytest.mark.slow  # trains every method in turn
-def test_command_writes_every_method_to_json(write_config: Callable[..., Path], tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_command_writes_every_method_to_json(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "bench.json"
     code = bench.command(_args(str(write_config()), "--epochs", "1", "--no-whole-run", "--out", str(out)))
     assert code == 0
     report = json.loads(out.read_text())
     assert set(report["methods"]) == set(bench.METHODS)
     for method in report["methods"].values():
-        assert {"warmup_s", "epoch_s", "median_epoch_s", "images_per_s", "ratio_to_floor", "test_accuracy"} <= set(method)
+        assert {"warmup_s", "epoch_s", "median_epoch_s", "images_per_s", "ratio_to_floor", "test_accuracy"} <= set(
+            method
+        )
         assert len(method["epoch_s"]) == 1
     assert report["whole_run"] is None and report["sweep"] is None
     assert report["train_examples"] == 108  # 120 tiny images less the 10% validation split
@@ -89,12 +104,17 @@ def test_default_config_is_the_reference_experiment_with_d2l_values() -> None:
 
     config = load_config(ROOT / _args().config)
     assert (config.data.dataset, config.data.batch_size, config.train.lr, config.train.epochs) == (
-        "fashion_mnist", 256, 0.1, 10)
+        "fashion_mnist",
+        256,
+        0.1,
+        10,
+    )
 
 
 @pytest.mark.slow  # sleeps in every save; test_train checks the same of `fit` in the fast loop
-def test_whole_epoch_is_what_a_run_waits_for_its_writes_included(write_config: Callable[..., Path],
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_whole_epoch_is_what_a_run_waits_for_its_writes_included(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import time
 
     from tfsoftmax import checkpoint
@@ -113,7 +133,7 @@ def test_whole_epoch_is_what_a_run_waits_for_its_writes_included(write_config: C
 
 
 def test_non_sgd_optimizer_is_a_config_error(write_config: Callable[..., Path], tmp_path: Path) -> None:
-    path = write_config("[train]\noptimizer = \"adam\"")
+    path = write_config('[train]\noptimizer = "adam"')
     with pytest.raises(TfsoftmaxError, match=r"train.optimizer: bench compares minibatch SGD.*\"adam\"") as e:
         bench.command(_args(str(path), "--out", str(tmp_path / "b.json")))
     assert e.value.exit_code == 2

@@ -26,16 +26,30 @@ if TYPE_CHECKING:
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(os.environ.get("TFSOFTMAX_TEST_ARTIFACTS", ROOT / "logs" / "test-artifacts"))
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 # The original files TFDS prepares Fashion-MNIST from, where the real-data test finds them.
 REAL_FASHION = Path(os.environ.get("TFSOFTMAX_MANUAL_DIR") or SHARED_FASHION)
-FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                 "t10k-labels-idx1-ubyte.gz")
+FASHION_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
-pytestmark = [pytest.mark.slow, pytest.mark.tensorboard,
-              pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.tensorboard,
+    pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs it)"),
+]
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -49,7 +63,8 @@ def _assert_not_blank(pixels: np.ndarray, what: str, min_colours: int) -> None:
     colours, counts = np.unique(pixels.reshape(-1, 3), axis=0, return_counts=True)
     foreground = 1 - counts.max() / counts.sum()
     assert len(colours) >= min_colours and foreground >= 0.05, (
-        f"{what} looks blank: {len(colours)} colours, {foreground:.1%} off the background")
+        f"{what} looks blank: {len(colours)} colours, {foreground:.1%} off the background"
+    )
 
 
 def _assert_dashboard_draws_data(view: Page | Locator, dashboard: str, min_images: int) -> None:
@@ -73,20 +88,30 @@ def _assert_dashboard_draws_data(view: Page | Locator, dashboard: str, min_image
             assert coloured > 200, f"scalar chart {i} has no run lines: {coloured} coloured pixels"
 
 
-def test_dashboards_render_runs_tags_and_trial_hyperparameters(write_config: Callable[..., Path],
-                                                                tensorboard: Callable) -> None:
+def test_dashboards_render_runs_tags_and_trial_hyperparameters(
+    write_config: Callable[..., Path], tensorboard: Callable
+) -> None:
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     run = train.run(load_config(write_config("[train]\nepochs = 3", name="browser_run")))
-    sweep = load_config(write_config('[sweep]\nalgorithm = "grid"\nmax_trials = 2\nepochs = 2\n[sweep.space]\n'
-                                     '"train.lr" = { values = [0.2, 0.5] }\n"data.batch_size" = { values = [8] }',
-                                     name="browser_sweep"))
+    sweep = load_config(
+        write_config(
+            '[sweep]\nalgorithm = "grid"\nmax_trials = 2\nepochs = 2\n[sweep.space]\n'
+            '"train.lr" = { values = [0.2, 0.5] }\n"data.batch_size" = { values = [8] }',
+            name="browser_sweep",
+        )
+    )
     tune.search(sweep)
     root = Path(sweep.logging.root)
     board = tensorboard(root)
     board.wait_for(lambda: len(board.get("/data/runs")) >= 9)
     expected = {
-        "scalars": [f"browser_run/{run.run_dir.name}/train", "browser_sweep/0/execution0", "epoch_accuracy",
-                    "epoch_learning_rate", "epoch_examples_per_second"],
+        "scalars": [
+            f"browser_run/{run.run_dir.name}/train",
+            "browser_sweep/0/execution0",
+            "epoch_accuracy",
+            "epoch_learning_rate",
+            "epoch_examples_per_second",
+        ],
         "images": ["test/predictions", "test/confusion_matrix", "model/weight_templates"],
         "hparams": ["train.lr", "data.batch_size", "validation accuracy", "train examples_per_second"],
     }
@@ -97,14 +122,17 @@ def test_dashboards_render_runs_tags_and_trial_hyperparameters(write_config: Cal
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for dashboard, words in expected.items():
             # Per-epoch tags only: single-point charts (best/*) are dots, which the line check cannot see.
-            page.goto(f"{board.url}/" + (_fragment(dashboard, tagFilter="epoch_") if dashboard == "scalars"
-                                          else f"#{dashboard}"))
+            page.goto(
+                f"{board.url}/"
+                + (_fragment(dashboard, tagFilter="epoch_") if dashboard == "scalars" else f"#{dashboard}")
+            )
             for word in words:  # text locators pierce TensorBoard's shadow DOM; each waits up to 30 s
                 page.get_by_text(word, exact=False).first.wait_for(timeout=30_000)
             page.wait_for_timeout(1500)  # let charts and images finish drawing before the screenshot
             shots[dashboard] = page.screenshot(path=str(ARTIFACTS / f"tensorboard-{dashboard}.png"))
-            drawn = page.locator("tf-category-paginated-view", has_text="Tags matching") \
-                if dashboard == "scalars" else page
+            drawn = (
+                page.locator("tf-category-paginated-view", has_text="Tags matching") if dashboard == "scalars" else page
+            )
             _assert_dashboard_draws_data(drawn, dashboard, len(expected["images"]))
         browser.close()
     for dashboard, png in shots.items():
@@ -121,8 +149,12 @@ def real_log_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path
     reference = train.run(load_config(experiments / "fashion_mnist.toml", root))
     for lr in ("0.03", "1.0"):
         train.run(load_config(experiments / f"d2l_lr_{lr}.toml", root))
-    tune.search(load_config(experiments / "fashion_mnist_sweep.toml",
-                            [*root, "sweep.max_trials=6", "sweep.epochs=3", 'sweep.algorithm="random"']))
+    tune.search(
+        load_config(
+            experiments / "fashion_mnist_sweep.toml",
+            [*root, "sweep.max_trials=6", "sweep.epochs=3", 'sweep.algorithm="random"'],
+        )
+    )
     return tmp_path, reference.run_dir.name
 
 
@@ -159,34 +191,53 @@ def _show_what_a_user_looks_for(page: Page, dashboard: str, sessions: int) -> No
         assert lines.count() == sessions, f"parallel coordinates: {lines.count()} lines for {sessions} sessions"
 
 
-@pytest.mark.skipif(not all((REAL_FASHION / name).is_file() for name in FASHION_FILES),
-                    reason=f"needs the original Fashion-MNIST files ({', '.join(FASHION_FILES)}) in "
-                           "$TFSOFTMAX_MANUAL_DIR or ../shared/datasets/fashion_mnist")
+@pytest.mark.skipif(
+    not all((REAL_FASHION / name).is_file() for name in FASHION_FILES),
+    reason=f"needs the original Fashion-MNIST files ({', '.join(FASHION_FILES)}) in "
+    "$TFSOFTMAX_MANUAL_DIR or ../shared/datasets/fashion_mnist",
+)
 def test_real_runs_and_sweep_show_garments_templates_and_trials_on_every_dashboard(
-        real_log_root: tuple[Path, str], tensorboard: Callable) -> None:
+    real_log_root: tuple[Path, str], tensorboard: Callable
+) -> None:
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     root, reference = real_log_root
     run = f"fashion_mnist/{reference}"
     board = tensorboard(root)
-    body = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
-                                                      "STATUS_RUNNING"],
-            "colParams": [], "startIndex": 0, "sliceSize": 100}
+    body = {
+        "experimentName": "",
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+        "colParams": [],
+        "startIndex": 0,
+        "sliceSize": 100,
+    }
     sessions = 9  # every run and every trial is a row of HParams; all are loaded before the first screenshot
     board.wait_for(lambda: len(board.post("/data/plugin/hparams/session_groups", body)["sessionGroups"]) == sessions)
     board.wait_for(lambda: len(board.get("/data/plugin/images/tags")) == 3)
     # dashboard: (its view, the texts it must show). Scalars, histograms and images leave out the sweep's
     # 3-epoch trials, which HParams compares; text shows the reference run's complete config.
     views = {
-        "scalars": (_fragment("scalars", tagFilter="epoch_accuracy|epoch_loss", regexInput="fashion_mnist/|d2l_lr",
-                              _smoothingWeight="0"),
-                    [f"{run}/train", f"{run}/validation", "d2l_lr/lr_1.0/validation", "epoch_accuracy", "epoch_loss"]),
-        "images": (_fragment("images", regexInput="^fashion_mnist/"),
-                   ["model/weight_templates", "test/confusion_matrix", "test/predictions", run]),
-        "histograms": (_fragment("histograms", tagFilter="kernel", regexInput="fashion_mnist/|d2l_lr"),
-                       ["softmax_regression/dense/kernel/histogram", f"{run}/train", "d2l_lr/lr_1.0/train"]),
+        "scalars": (
+            _fragment(
+                "scalars",
+                tagFilter="epoch_accuracy|epoch_loss",
+                regexInput="fashion_mnist/|d2l_lr",
+                _smoothingWeight="0",
+            ),
+            [f"{run}/train", f"{run}/validation", "d2l_lr/lr_1.0/validation", "epoch_accuracy", "epoch_loss"],
+        ),
+        "images": (
+            _fragment("images", regexInput="^fashion_mnist/"),
+            ["model/weight_templates", "test/confusion_matrix", "test/predictions", run],
+        ),
+        "histograms": (
+            _fragment("histograms", tagFilter="kernel", regexInput="fashion_mnist/|d2l_lr"),
+            ["softmax_regression/dense/kernel/histogram", f"{run}/train", "d2l_lr/lr_1.0/train"],
+        ),
         "text": (_fragment("text", regexInput="^fashion_mnist/"), ["config", run, "[train]", "lr = 0.1"]),
-        "hparams": (_fragment("hparams"), ["train.lr", "data.batch_size", "validation accuracy", "lr_0.03",
-                                           "lr_1.0", reference]),
+        "hparams": (
+            _fragment("hparams"),
+            ["train.lr", "data.batch_size", "validation accuracy", "lr_0.03", "lr_1.0", reference],
+        ),
         "hparams-parallel": (_fragment("hparams"), ["PARALLEL COORDINATES VIEW", "train.lr", "validation accuracy"]),
     }
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -202,8 +253,9 @@ def test_real_runs_and_sweep_show_garments_templates_and_trials_on_every_dashboa
             png = page.screenshot(path=str(ARTIFACTS / f"tensorboard-real-{dashboard}.png"))
             _assert_not_blank(_pixels(png), f"the real {dashboard} dashboard", 200)
             # Single-point charts (best/*) are dots, not lines: only the filtered pane's charts must have lines.
-            drawn = page.locator("tf-category-paginated-view", has_text="Tags matching") \
-                if dashboard == "scalars" else page
+            drawn = (
+                page.locator("tf-category-paginated-view", has_text="Tags matching") if dashboard == "scalars" else page
+            )
             _assert_dashboard_draws_data(drawn, dashboard, 3)
             page.close()
         browser.close()

@@ -26,8 +26,9 @@ def test_loader_reads_info_from_tfds_and_arrays_from_cache(tiny_data_dir: Path) 
     assert data.load_dataset(DataConfig(data_dir=str(tiny_data_dir))) is dataset  # once per process
 
 
-def test_tfds_mock_data_is_decoded_split_and_cached_then_read_back(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tfds_mock_data_is_decoded_split_and_cached_then_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The real loading path, which the tiny cache skips: TFDS's builder and `as_dataset` decode the
     examples, the arrays are cached beside TFDS's metadata, and a later process reads only the cache."""
     cfg = DataConfig(data_dir=str(tmp_path / "tfds"), validation_fraction=0.25)
@@ -107,9 +108,9 @@ def test_each_epoch_order_depends_only_on_seed_and_epoch(tiny_data_dir: Path) ->
 
     whole = labels(3, 4)
     tf.random.set_seed(123)  # global RNG state must not matter
-    assert np.array_equal(labels(3, 4, first_epoch=2), whole[2 * len(y):])
+    assert np.array_equal(labels(3, 4, first_epoch=2), whole[2 * len(y) :])
     assert np.array_equal(labels(3, 4), whole)
-    assert not np.array_equal(labels(4, 1), whole[:len(y)])
+    assert not np.array_equal(labels(4, 1), whole[: len(y)])
 
 
 def test_images_and_labels_stay_paired(tiny_data_dir: Path) -> None:
@@ -121,8 +122,11 @@ def test_images_and_labels_stay_paired(tiny_data_dir: Path) -> None:
 
 
 def test_unknown_dataset_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(TfsoftmaxError, match=r"unknown TFDS dataset 'fashon_mnist' \(did you mean "
-                                             r"'fashion_mnist'\?\)") as info:
+    with pytest.raises(
+        TfsoftmaxError,
+        match=r"unknown TFDS dataset 'fashon_mnist' \(did you mean "
+        r"'fashion_mnist'\?\)",
+    ) as info:
         data.load_dataset(DataConfig(dataset="fashon_mnist", data_dir=str(tmp_path)))
     assert info.value.exit_code == 2
 
@@ -140,7 +144,8 @@ def test_unprepared_without_manual_dir_says_how_to_fix(tmp_path: Path, monkeypat
 
 
 def test_unprepared_dataset_names_its_original_files_and_how_to_prepare_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(data.MANUAL_DIR_ENV, raising=False)
     with pytest.raises(TfsoftmaxError) as info:
         data.load_dataset(DataConfig(dataset="cifar10", data_dir=str(tmp_path)))
@@ -152,8 +157,11 @@ def test_unprepared_dataset_names_its_original_files_and_how_to_prepare_it(
 @pytest.mark.skipif(not SHARED_FASHION.is_dir(), reason="needs ../shared/datasets/fashion_mnist")
 def test_manual_dir_of_another_dataset_with_the_same_file_names_is_refused(tmp_path: Path) -> None:
     """MNIST, KMNIST and Fashion-MNIST share file names; only the checksums tell them apart."""
-    with pytest.raises(TfsoftmaxError, match=r"fashion_mnist/t10k-images-idx3-ubyte.gz: corrupt or wrong file: "
-                                             r"sha256 346e55b948d9[0-9a-f]{52}, expected 8d422c7b0a1c") as info:
+    with pytest.raises(
+        TfsoftmaxError,
+        match=r"fashion_mnist/t10k-images-idx3-ubyte.gz: corrupt or wrong file: "
+        r"sha256 346e55b948d9[0-9a-f]{52}, expected 8d422c7b0a1c",
+    ) as info:
         data.load_dataset(DataConfig(dataset="mnist", data_dir=str(tmp_path), manual_dir=str(SHARED_FASHION)))
     assert info.value.exit_code == 1
 
@@ -163,8 +171,11 @@ def test_missing_manual_file_is_named(tmp_path: Path) -> None:
     manual = tmp_path / "manual"
     shutil.copytree(SHARED_FASHION, manual)
     (manual / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(TfsoftmaxError, match=r"t10k-labels-idx1-ubyte.gz: missing; expected the original file "
-                                             r"\(sha256 67da17c7"):
+    with pytest.raises(
+        TfsoftmaxError,
+        match=r"t10k-labels-idx1-ubyte.gz: missing; expected the original file "
+        r"\(sha256 67da17c7",
+    ):
         data.load_dataset(DataConfig(data_dir=str(tmp_path / "tfds"), manual_dir=str(manual)))
 
 
@@ -174,8 +185,11 @@ def test_corrupt_manual_file_is_named_with_expected_checksum(tmp_path: Path) -> 
     shutil.copytree(SHARED_FASHION, manual)
     target = manual / "train-labels-idx1-ubyte.gz"
     target.write_bytes(gzip.compress(b"truncated"))
-    with pytest.raises(TfsoftmaxError, match=r"train-labels-idx1-ubyte.gz: corrupt or wrong file: sha256 [0-9a-f]{64}"
-                                             r", expected a04f17134ac0"):
+    with pytest.raises(
+        TfsoftmaxError,
+        match=r"train-labels-idx1-ubyte.gz: corrupt or wrong file: sha256 [0-9a-f]{64}"
+        r", expected a04f17134ac0",
+    ):
         data.load_dataset(DataConfig(data_dir=str(tmp_path / "tfds"), manual_dir=str(manual)))
 
 

@@ -22,9 +22,16 @@ SHAPES = {"mnist": (28, 28, 1), "kmnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 
 def mock_config(name: str, tmp_path: Path) -> Config:
     """The experiment file as a user runs it, shrunk to one epoch in `tmp_path`."""
-    return load_config(ROOT / "experiments" / f"{name}.toml",
-                       ["train.epochs=1", "data.batch_size=8", f"data.data_dir={tmp_path / 'tfds'}",
-                        f"logging.root={tmp_path / 'logs'}", "logging.num_images=4"])
+    return load_config(
+        ROOT / "experiments" / f"{name}.toml",
+        [
+            "train.epochs=1",
+            "data.batch_size=8",
+            f"data.data_dir={tmp_path / 'tfds'}",
+            f"logging.root={tmp_path / 'logs'}",
+            "logging.num_images=4",
+        ],
+    )
 
 
 def mock_run(name: str, tmp_path: Path) -> train.RunResult:
@@ -35,8 +42,9 @@ def mock_run(name: str, tmp_path: Path) -> train.RunResult:
 
 
 # CIFAR-10 stays in the fast loop: its RGB images are the shape the other two do not have.
-@pytest.mark.parametrize("name", [pytest.param(name, marks=[] if name == "cifar10" else pytest.mark.slow)
-                                  for name in sorted(SHAPES)])
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=[] if name == "cifar10" else pytest.mark.slow) for name in sorted(SHAPES)]
+)
 def test_experiment_file_trains_an_epoch_on_tfds_mock_data(name: str, tmp_path: Path) -> None:
     result = mock_run(name, tmp_path)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
@@ -57,8 +65,9 @@ def test_rgb_templates_are_drawn_in_their_own_colours() -> None:
     kernel = np.zeros((8, 8, 3, 2), np.float32)
     kernel[..., 0, 0] = 1.0  # class 0: red raises its score
     kernel[..., 1, 1] = 1.0  # class 1: green
-    image = matplotlib.image.imread(io.BytesIO(report.weight_templates(kernel.reshape(-1, 2), (8, 8, 3),
-                                                                       ["red", "green"])))[..., :3]
+    image = matplotlib.image.imread(
+        io.BytesIO(report.weight_templates(kernel.reshape(-1, 2), (8, 8, 3), ["red", "green"]))
+    )[..., :3]
     assert np.any(np.all(np.isclose(image, [1.0, 0.5, 0.5], atol=0.02), axis=-1))
     assert np.any(np.all(np.isclose(image, [0.5, 1.0, 0.5], atol=0.02), axis=-1))
     assert np.array_equal(report.colour_template(np.zeros((2, 2, 3))), np.full((2, 2, 3), 0.5))
@@ -71,8 +80,7 @@ def _png(board_url: str, path: str) -> bytes:
 
 @pytest.mark.slow
 @pytest.mark.tensorboard
-def test_cifar10_weight_templates_are_colour_images_in_tensorboard(tmp_path: Path,
-                                                                     tensorboard: Callable) -> None:
+def test_cifar10_weight_templates_are_colour_images_in_tensorboard(tmp_path: Path, tensorboard: Callable) -> None:
     import matplotlib.image
 
     result = mock_run("cifar10", tmp_path)
@@ -81,11 +89,13 @@ def test_cifar10_weight_templates_are_colour_images_in_tensorboard(tmp_path: Pat
     board.wait_for(lambda: tag in board.get("/data/plugin/images/tags").get(run, {}))
     query = urllib.parse.urlencode({"run": run, "tag": tag})
     (entry,) = board.get(f"/data/plugin/images/images?{query}")
-    served = matplotlib.image.imread(io.BytesIO(_png(board.url, f"/data/plugin/images/individualImage?"
-                                                                f"{entry['query']}")))
+    served = matplotlib.image.imread(
+        io.BytesIO(_png(board.url, f"/data/plugin/images/individualImage?{entry['query']}"))
+    )
     class_names = data.load_dataset(mock_config("cifar10", tmp_path).data).class_names  # from the array cache
-    drawn = matplotlib.image.imread(io.BytesIO(report.weight_templates(result.model.get_weights()[0],
-                                                                       (32, 32, 3), class_names)))
+    drawn = matplotlib.image.imread(
+        io.BytesIO(report.weight_templates(result.model.get_weights()[0], (32, 32, 3), class_names))
+    )
     assert served.ndim == 3 and served.shape[-1] in (3, 4)
     assert np.array_equal(served, drawn)  # what TensorBoard serves is the model's own kernel, drawn
     rgb = served[..., :3]

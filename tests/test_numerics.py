@@ -130,12 +130,8 @@ def test_exp_ranges_cover_the_four_formats_widest_first(
 
 def test_measured_bounds(ranges: dict[str, numerics.ExpRange]) -> None:
     assert ranges == {
-        "float64": numerics.ExpRange(
-            "float64", -708.3964185322641, 709.782712893384, 709.782712893384, False
-        ),
-        "float32": numerics.ExpRange(
-            "float32", -87.33654022216797, 88.72283172607422, 88.72283172607422, False
-        ),
+        "float64": numerics.ExpRange("float64", -708.3964185322641, 709.782712893384, 709.782712893384, False),
+        "float32": numerics.ExpRange("float32", -87.33654022216797, 88.72283172607422, 88.72283172607422, False),
         "bfloat16": numerics.ExpRange("bfloat16", -87.0, 88.5, 88.5, False),
         "float16": numerics.ExpRange("float16", -17.328125, 11.0859375, 11.0859375, True),
     }
@@ -155,9 +151,7 @@ def test_format_parameters_give_the_known_limits(dtype: str) -> None:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_max_arg_is_log_of_the_largest_value_rounded_down(
-    ranges: dict[str, numerics.ExpRange], dtype: str
-) -> None:
+def test_max_arg_is_log_of_the_largest_value_rounded_down(ranges: dict[str, numerics.ExpRange], dtype: str) -> None:
     assert ranges[dtype].max_arg == _max_arg_oracle(dtype)[0]
 
 
@@ -177,9 +171,7 @@ def test_min_arg_is_the_rounded_log_of_the_smallest_result_tf_keeps(
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", "bfloat16"])
-def test_tf_exp_flushes_below_the_smallest_normal(
-    ranges: dict[str, numerics.ExpRange], dtype: str
-) -> None:
+def test_tf_exp_flushes_below_the_smallest_normal(ranges: dict[str, numerics.ExpRange], dtype: str) -> None:
     """One ulp below min_arg the true exp is a subnormal the format could hold, yet TF returns 0."""
     min_arg, beyond = _min_arg_oracle(dtype)
     tiny = float(FORMATS[dtype].tiny)
@@ -204,9 +196,7 @@ def test_float16_range_is_much_narrower_than_float32(ranges: dict[str, numerics.
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_naive_softmax_survives_gaps_up_to_max_arg_only(
-    ranges: dict[str, numerics.ExpRange], dtype: str
-) -> None:
+def test_naive_softmax_survives_gaps_up_to_max_arg_only(ranges: dict[str, numerics.ExpRange], dtype: str) -> None:
     """softmax([g, 0]) = exp(g) / (exp(g) + 1) breaks exactly when exp(g) does: inf / inf."""
     max_arg, beyond = _max_arg_oracle(dtype)
     assert ranges[dtype].max_naive_gap == max_arg

@@ -27,9 +27,7 @@ def _assert_close(actual: tf.Tensor, expected: tf.Tensor, dtype: tf.DType) -> No
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("softmax", [ops.softmax, ops.stable_softmax])
-def test_softmax_matches_tf_nn_softmax(
-    softmax: Callable[[tf.Tensor], tf.Tensor], dtype: tf.DType
-) -> None:
+def test_softmax_matches_tf_nn_softmax(softmax: Callable[[tf.Tensor], tf.Tensor], dtype: tf.DType) -> None:
     logits = _logits(dtype)
     _assert_close(softmax(logits), tf.nn.softmax(logits), dtype)
 
@@ -43,9 +41,7 @@ def test_log_softmax_matches_tf_nn_log_softmax(dtype: tf.DType) -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_both_cross_entropies_match_keras_loss(dtype: tf.DType) -> None:
     logits, labels = _logits(dtype), _labels()
-    expected = tf.reduce_mean(
-        tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-    )
+    expected = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
     _assert_close(ops.cross_entropy_from_logits(logits, labels), expected, dtype)
     _assert_close(ops.cross_entropy(tf.nn.softmax(logits), labels), expected, dtype)
 
@@ -71,9 +67,7 @@ def test_accuracy_counts_argmax_hits() -> None:
 
 def test_accuracy_matches_keras_metric_on_logits_and_probabilities() -> None:
     logits, labels = _logits(tf.float32), _labels()
-    expected = float(
-        tf.reduce_mean(tf.keras.metrics.sparse_categorical_accuracy(labels, logits))
-    )
+    expected = float(tf.reduce_mean(tf.keras.metrics.sparse_categorical_accuracy(labels, logits)))
     assert float(ops.accuracy(logits, labels)) == expected
     assert float(ops.accuracy(tf.nn.softmax(logits), labels)) == expected
 
@@ -129,15 +123,11 @@ def test_cross_entropy_gradient_is_softmax_minus_onehot_over_batch(dtype: tf.DTy
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(logits)
         ours = ops.cross_entropy_from_logits(logits, labels)
-        keras_loss = tf.reduce_mean(
-            tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        )
+        keras_loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
     grad = tape.gradient(ours, logits)
     expected = (tf.nn.softmax(logits) - tf.one_hot(labels, 10, dtype=dtype)) / 8
     np.testing.assert_allclose(grad.numpy(), expected.numpy(), rtol=0, atol=TOLERANCE[dtype])
-    np.testing.assert_allclose(
-        grad.numpy(), tape.gradient(keras_loss, logits).numpy(), rtol=0, atol=TOLERANCE[dtype]
-    )
+    np.testing.assert_allclose(grad.numpy(), tape.gradient(keras_loss, logits).numpy(), rtol=0, atol=TOLERANCE[dtype])
 
 
 def test_cross_entropy_gradient_stays_finite_for_extreme_logits() -> None:

@@ -28,8 +28,12 @@ def _tags(folder: Path) -> set[str]:
     """Every summary tag in a folder's TensorBoard event files."""
     import tensorflow as tf
 
-    return {value.tag for path in folder.glob("events.out.tfevents.*")
-            for event in tf.compat.v1.train.summary_iterator(str(path)) for value in event.summary.value}
+    return {
+        value.tag
+        for path in folder.glob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    }
 
 
 @pytest.mark.parametrize("loss", ["stable", "naive"])
@@ -70,9 +74,10 @@ def test_scratch_kernel_is_inputs_by_classes_and_call_gives_logits() -> None:
 def test_scratch_run_leaves_the_same_run_directory_as_keras(write_config: Callable[..., Path]) -> None:
     import keras
 
-    runs = {kind: train.run(load_config(write_config(f'[model]\nkind = "{kind}"\n[train]\nepochs = 2',
-                                                     name=kind)))
-            for kind in ("keras", "scratch")}
+    runs = {
+        kind: train.run(load_config(write_config(f'[model]\nkind = "{kind}"\n[train]\nepochs = 2', name=kind)))
+        for kind in ("keras", "scratch")
+    }
     keras_dir, scratch_dir = runs["keras"].run_dir, runs["scratch"].run_dir
     for folder in (".", "train", "validation"):
         assert _names(scratch_dir / folder) == _names(keras_dir / folder), folder
@@ -106,8 +111,9 @@ def test_naive_loss_diverges_on_unscaled_pixels_where_stable_completes(write_con
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
 def test_scratch_rejects_optimizers_other_than_sgd(write_config: Callable[..., Path], optimizer: str) -> None:
-    message = f'model.kind "scratch" trains with its own minibatch SGD; set train.optimizer = "sgd" ' \
-              f'\\(got "{optimizer}"\\)'
+    message = (
+        f'model.kind "scratch" trains with its own minibatch SGD; set train.optimizer = "sgd" \\(got "{optimizer}"\\)'
+    )
     with pytest.raises(TfsoftmaxError, match=message) as info:
         build_model((4, 4, 1), 3, ModelConfig(kind="scratch"), TrainConfig(optimizer=optimizer))
     assert info.value.exit_code == 2

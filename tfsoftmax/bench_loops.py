@@ -64,8 +64,12 @@ def time_run_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int) 
     with tempfile.TemporaryDirectory(prefix="tfsoftmax-bench-") as tmp, contextlib.redirect_stdout(sys.stderr):
         callbacks = [train.tensorboard_callback(Path(tmp), config)]
         record = train.fit(model, splits, config, Path(tmp), callbacks, epochs + 1)
-    return _timed(record.history["examples_per_second"], record.history["time_s"], len(splits.train[1]),
-                  _test_accuracy(model, splits))
+    return _timed(
+        record.history["examples_per_second"],
+        record.history["time_s"],
+        len(splits.train[1]),
+        _test_accuracy(model, splits),
+    )
 
 
 def time_plain_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> MethodResult:
@@ -78,15 +82,22 @@ def time_plain_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int
     plain = override(config, {"model.kind": "keras", "train.steps_per_execution": 1})
     model = _build(dataset, plain)
     x, y = splits.train
-    train_ds = (tf.data.Dataset.from_tensor_slices((x, y)).cache().shuffle(len(x))
-                .batch(config.data.batch_size).prefetch(tf.data.AUTOTUNE))
-    val_ds = None if splits.val is None else tf.data.Dataset.from_tensor_slices(splits.val).batch(
-        config.data.batch_size)
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .cache()
+        .shuffle(len(x))
+        .batch(config.data.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    val_ds = (
+        None if splits.val is None else tf.data.Dataset.from_tensor_slices(splits.val).batch(config.data.batch_size)
+    )
     stats = train.epoch_stats(len(x))
     with contextlib.redirect_stdout(sys.stderr):
         # shuffle=False only silences Keras' warning that it cannot shuffle a tf.data.Dataset itself.
-        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs + 1, verbose=2, shuffle=False,
-                            callbacks=[stats])
+        history = model.fit(
+            train_ds, validation_data=val_ds, epochs=epochs + 1, verbose=2, shuffle=False, callbacks=[stats]
+        )
     return _timed(history.history["examples_per_second"], stats.times, len(x), _test_accuracy(model, splits))
 
 
@@ -141,7 +152,7 @@ def numpy_sgd(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> 
             start = time.perf_counter()
             order = rng.permutation(len(x))
             for i in range(0, len(x), batch):
-                idx = order[i:i + batch]
+                idx = order[i : i + batch]
                 xb, yb = x[idx], y[idx]
                 logits = xb @ w + b
                 logits -= logits.max(axis=1, keepdims=True)  # the stable softmax: exp never overflows

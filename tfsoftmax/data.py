@@ -97,12 +97,14 @@ def verify_manual_dir(builder: object, folder: str) -> None:
     for info in _original_files(builder):
         path = Path(folder) / info.filename
         if not path.is_file():
-            raise TfsoftmaxError(f"data.manual_dir: {path}: missing; expected the original file "
-                                 f"(sha256 {info.checksum})", RUNTIME_ERROR)
+            raise TfsoftmaxError(
+                f"data.manual_dir: {path}: missing; expected the original file (sha256 {info.checksum})", RUNTIME_ERROR
+            )
         got = _sha256(path)
         if got != info.checksum:
-            raise TfsoftmaxError(f"data.manual_dir: {path}: corrupt or wrong file: sha256 {got}, "
-                                 f"expected {info.checksum}", RUNTIME_ERROR)
+            raise TfsoftmaxError(
+                f"data.manual_dir: {path}: corrupt or wrong file: sha256 {got}, expected {info.checksum}", RUNTIME_ERROR
+            )
 
 
 def _builder(cfg: DataConfig):  # noqa: ANN202 (a tfds builder; typing it would import TFDS)
@@ -113,15 +115,21 @@ def _builder(cfg: DataConfig):  # noqa: ANN202 (a tfds builder; typing it would 
     except tfds.core.registered.DatasetNotFoundError:
         close = difflib.get_close_matches(cfg.dataset.split(":")[0], tfds.list_builders(), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise TfsoftmaxError(f"data.dataset: unknown TFDS dataset '{cfg.dataset}'{hint}; allowed: a TFDS "
-                             "image-classification dataset with 'image' and 'label' features", CONFIG_ERROR) from None
+        raise TfsoftmaxError(
+            f"data.dataset: unknown TFDS dataset '{cfg.dataset}'{hint}; allowed: a TFDS "
+            "image-classification dataset with 'image' and 'label' features",
+            CONFIG_ERROR,
+        ) from None
     except (ValueError, AssertionError) as e:  # an unknown config or version of a known dataset
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TfsoftmaxError(f"data.dataset: '{cfg.dataset}': {first}", CONFIG_ERROR) from None
     features = builder.info.features
     if "image" not in features or "label" not in features or not hasattr(features["label"], "names"):
-        raise TfsoftmaxError(f"data.dataset: '{cfg.dataset}' has features {sorted(features)}; allowed: a "
-                             "dataset with an 'image' feature and a class 'label' feature", CONFIG_ERROR)
+        raise TfsoftmaxError(
+            f"data.dataset: '{cfg.dataset}' has features {sorted(features)}; allowed: a "
+            "dataset with an 'image' feature and a class 'label' feature",
+            CONFIG_ERROR,
+        )
     return builder
 
 
@@ -133,12 +141,14 @@ def _prepare(builder, folder: str, dataset: str) -> None:  # noqa: ANN001
     if not folder:
         # No download is tried: offline, TFDS retries for minutes before it fails.
         files = ", ".join(sorted(info.filename for info in _original_files(builder))) or "see its TFDS page"
-        raise TfsoftmaxError(f"data.manual_dir: '{builder.name}' is not prepared in {builder.data_dir} and "
-                             f"tfsoftmax does not download; set data.manual_dir or ${MANUAL_DIR_ENV} to a "
-                             f"folder holding its original files ({files}), or prepare it where there is "
-                             "internet: python -c \"import tensorflow_datasets as tfds; "
-                             f"tfds.builder('{dataset}', data_dir='{builder.data_dir_root}').download_and_prepare()\"",
-                             RUNTIME_ERROR)
+        raise TfsoftmaxError(
+            f"data.manual_dir: '{builder.name}' is not prepared in {builder.data_dir} and "
+            f"tfsoftmax does not download; set data.manual_dir or ${MANUAL_DIR_ENV} to a "
+            f"folder holding its original files ({files}), or prepare it where there is "
+            'internet: python -c "import tensorflow_datasets as tfds; '
+            f"tfds.builder('{dataset}', data_dir='{builder.data_dir_root}').download_and_prepare()\"",
+            RUNTIME_ERROR,
+        )
     if not Path(folder).is_dir():
         raise TfsoftmaxError(f"data.manual_dir: {folder}: no such folder", RUNTIME_ERROR)
     verify_manual_dir(builder, folder)
@@ -146,16 +156,20 @@ def _prepare(builder, folder: str, dataset: str) -> None:  # noqa: ANN001
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=folder))
     except Exception as e:  # TFDS raises many kinds; the user needs the one line, not the type.
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TfsoftmaxError(f"data: preparing '{builder.name}' from {folder} failed: {message}",
-                             RUNTIME_ERROR) from None
+        raise TfsoftmaxError(
+            f"data: preparing '{builder.name}' from {folder} failed: {message}", RUNTIME_ERROR
+        ) from None
 
 
 def _decode(builder) -> dict[str, np.ndarray]:  # noqa: ANN001
     import tensorflow_datasets as tfds
 
     if "train" not in builder.info.splits or "test" not in builder.info.splits:
-        raise TfsoftmaxError(f"data.dataset: '{builder.name}' has splits {sorted(builder.info.splits)}; "
-                             "allowed: a dataset with 'train' and 'test' splits", CONFIG_ERROR)
+        raise TfsoftmaxError(
+            f"data.dataset: '{builder.name}' has splits {sorted(builder.info.splits)}; "
+            "allowed: a dataset with 'train' and 'test' splits",
+            CONFIG_ERROR,
+        )
     arrays = {}
     for split in ("train", "test"):
         batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
@@ -180,12 +194,19 @@ def _load(cfg: DataConfig) -> Dataset:
         with np.load(cache) as stored:
             arrays = {k: stored[k] for k in stored.files}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise TfsoftmaxError(f"data: decoded-array cache {cache} is unreadable ({e}); delete it to rebuild",
-                             RUNTIME_ERROR) from None
-    return Dataset(name=builder.name, version=str(builder.info.version), checksum=str(arrays["checksum"]),
-                   class_names=tuple(builder.info.features["label"].names),
-                   train_x=arrays["train_x"], train_y=arrays["train_y"],
-                   test_x=arrays["test_x"], test_y=arrays["test_y"])
+        raise TfsoftmaxError(
+            f"data: decoded-array cache {cache} is unreadable ({e}); delete it to rebuild", RUNTIME_ERROR
+        ) from None
+    return Dataset(
+        name=builder.name,
+        version=str(builder.info.version),
+        checksum=str(arrays["checksum"]),
+        class_names=tuple(builder.info.features["label"].names),
+        train_x=arrays["train_x"],
+        train_y=arrays["train_y"],
+        test_x=arrays["test_x"],
+        test_y=arrays["test_y"],
+    )
 
 
 def preprocess(images: np.ndarray, scale: bool) -> np.ndarray:
@@ -206,8 +227,7 @@ def split(dataset: Dataset, cfg: DataConfig) -> Splits:
     order = np.random.default_rng(cfg.shuffle_seed).permutation(len(train_x))
     n_val = max(1, round(len(train_x) * cfg.validation_fraction))
     val, train = order[:n_val], order[n_val:]
-    return Splits(train=(train_x[train], dataset.train_y[train]), val=(train_x[val], dataset.train_y[val]),
-                  test=test)
+    return Splits(train=(train_x[train], dataset.train_y[train]), val=(train_x[val], dataset.train_y[val]), test=test)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -227,8 +247,7 @@ def as_tensor(array: np.ndarray) -> tf.Tensor:
     return hit[1]
 
 
-def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
-                  first_epoch: int = 0) -> tf.data.Dataset:
+def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int = 0) -> tf.data.Dataset:
     """Batches reshuffled at each pass; the order of a pass is a stateless function of (seed, epoch), the
     epoch counting passes from `first_epoch`: a run resumed at epoch k sees exactly the batches an
     uninterrupted run sees from epoch k on. Indices are shuffled and sliced; rows are gathered from
@@ -245,16 +264,18 @@ def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int,
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=seeds)
 
         def batch(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            rows = order[i * batch_size:(i + 1) * batch_size]
+            rows = order[i * batch_size : (i + 1) * batch_size]
             return tf.gather(images, rows), tf.gather(labels, rows)
 
         # Images and labels gathered in one map stage: every further stage costs time on each batch.
         return tf.data.Dataset.range(steps).map(batch)
 
-    return (tf.data.Dataset.range(1)
-            .flat_map(epoch_batches)
-            .apply(tf.data.experimental.assert_cardinality(steps))  # lets Keras count steps up front
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        tf.data.Dataset.range(1)
+        .flat_map(epoch_batches)
+        .apply(tf.data.experimental.assert_cardinality(steps))  # lets Keras count steps up front
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def eval_batches(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
@@ -262,6 +283,9 @@ def eval_batches(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
     import tensorflow as tf
 
     images, labels = as_tensor(x), as_tensor(y)
-    return (tf.data.Dataset.range(len(x)).batch(EVAL_BATCH)
-            .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        tf.data.Dataset.range(len(x))
+        .batch(EVAL_BATCH)
+        .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
+        .prefetch(tf.data.AUTOTUNE)
+    )

@@ -20,8 +20,9 @@ def make_optimizer(train: TrainConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.SGD(learning_rate=train.lr, momentum=momentum)
 
 
-def build_model(image_shape: tuple[int, ...], num_classes: int, model_cfg: ModelConfig,
-                train: TrainConfig) -> keras.Model:
+def build_model(
+    image_shape: tuple[int, ...], num_classes: int, model_cfg: ModelConfig, train: TrainConfig
+) -> keras.Model:
     """Flatten + Dense(num_classes), weights N(0, init_stddev), zero biases, compiled for `fit`.
 
     The Dense layer outputs logits and the loss takes `from_logits=True`: Keras then uses log-sum-exp
@@ -34,22 +35,31 @@ def build_model(image_shape: tuple[int, ...], num_classes: int, model_cfg: Model
 
         model: keras.Model = ScratchSoftmax(image_shape, num_classes, model_cfg, train)
     else:
-        model = keras.Sequential([
-            keras.Input(shape=image_shape),
-            keras.layers.Flatten(),
-            # Named, not numbered: Keras would call the second model in a process "dense_1", and the
-            # TensorBoard weight tags (softmax_regression/dense/kernel) must match across runs.
-            keras.layers.Dense(num_classes, name="dense",
-                               kernel_initializer=keras.initializers.RandomNormal(
-                                   mean=0.0, stddev=model_cfg.init_stddev, seed=train.seed),
-                               bias_initializer="zeros"),
-        ], name="softmax_regression")
-    model.compile(optimizer=make_optimizer(train),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"],
-                  steps_per_execution=train.steps_per_execution,
-                  # Keras turns XLA off under deterministic ops, which reproducible runs need.
-                  jit_compile=False)
+        model = keras.Sequential(
+            [
+                keras.Input(shape=image_shape),
+                keras.layers.Flatten(),
+                # Named, not numbered: Keras would call the second model in a process "dense_1", and the
+                # TensorBoard weight tags (softmax_regression/dense/kernel) must match across runs.
+                keras.layers.Dense(
+                    num_classes,
+                    name="dense",
+                    kernel_initializer=keras.initializers.RandomNormal(
+                        mean=0.0, stddev=model_cfg.init_stddev, seed=train.seed
+                    ),
+                    bias_initializer="zeros",
+                ),
+            ],
+            name="softmax_regression",
+        )
+    model.compile(
+        optimizer=make_optimizer(train),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        steps_per_execution=train.steps_per_execution,
+        # Keras turns XLA off under deterministic ops, which reproducible runs need.
+        jit_compile=False,
+    )
     # Built now rather than at the first step, so every model has its optimizer state from the start: a
     # sweep's reused model and a fresh one then load Hyperband's or a checkpoint's weights alike.
     model.optimizer.build(model.trainable_variables)

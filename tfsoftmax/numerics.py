@@ -52,9 +52,7 @@ class SoftmaxCheck:
 
 def _check_dtype(dtype: str) -> None:
     if dtype not in DTYPES:
-        raise TfsoftmaxError(
-            f"numerics: unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}", CONFIG_ERROR
-        )
+        raise TfsoftmaxError(f"numerics: unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}", CONFIG_ERROR)
 
 
 def _scalar_type(dtype: str) -> type[np.generic]:
@@ -71,9 +69,7 @@ def _show(x: float, dtype: str) -> str:
     return str(_scalar_type(dtype)(x))
 
 
-def _last_true(
-    holds: Callable[[np.generic], bool], good: np.generic, bad: np.generic
-) -> np.generic:
+def _last_true(holds: Callable[[np.generic], bool], good: np.generic, bad: np.generic) -> np.generic:
     """Bisect from `good` (holds) towards `bad` (does not) to the last value where it holds.
 
     Assumes `holds` switches once between them, as it does for anything monotone in exp.

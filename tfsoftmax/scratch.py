@@ -37,8 +37,11 @@ class _Parameters(keras.layers.Layer):
     def __init__(self, num_inputs: int, num_classes: int, init_stddev: float, seed: int) -> None:
         super().__init__(name="dense")
         # The Keras model's initializer with the same seed: both kinds start from the same W.
-        self.kernel = self.add_weight(shape=(num_inputs, num_classes), name="kernel",
-                                      initializer=keras.initializers.RandomNormal(0.0, init_stddev, seed=seed))
+        self.kernel = self.add_weight(
+            shape=(num_inputs, num_classes),
+            name="kernel",
+            initializer=keras.initializers.RandomNormal(0.0, init_stddev, seed=seed),
+        )
         self.bias = self.add_weight(shape=(num_classes,), name="bias", initializer="zeros")
         self.built = True  # the shapes are known up front: nothing is left for `build`
 
@@ -53,11 +56,15 @@ class ScratchSoftmax(keras.Model):
     over the epoch so far, weighted by batch size as Keras' own are.
     """
 
-    def __init__(self, image_shape: tuple[int, ...], num_classes: int, model_cfg: ModelConfig,
-                 train: TrainConfig) -> None:
+    def __init__(
+        self, image_shape: tuple[int, ...], num_classes: int, model_cfg: ModelConfig, train: TrainConfig
+    ) -> None:
         if train.optimizer != "sgd":
-            raise TfsoftmaxError(f"model.kind \"scratch\" trains with its own minibatch SGD; set "
-                                 f"train.optimizer = \"sgd\" (got \"{train.optimizer}\")", CONFIG_ERROR)
+            raise TfsoftmaxError(
+                f'model.kind "scratch" trains with its own minibatch SGD; set '
+                f'train.optimizer = "sgd" (got "{train.optimizer}")',
+                CONFIG_ERROR,
+            )
         super().__init__(name="softmax_regression")
         self.image_shape = tuple(image_shape)
         self.num_classes = num_classes
@@ -111,10 +118,18 @@ class ScratchSoftmax(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def get_config(self) -> dict[str, Any]:
-        return {"image_shape": list(self.image_shape), "num_classes": self.num_classes,
-                "model_cfg": dataclasses.asdict(self.model_cfg), "train": dataclasses.asdict(self.train_cfg)}
+        return {
+            "image_shape": list(self.image_shape),
+            "num_classes": self.num_classes,
+            "model_cfg": dataclasses.asdict(self.model_cfg),
+            "train": dataclasses.asdict(self.train_cfg),
+        }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ScratchSoftmax:
-        return cls(tuple(config["image_shape"]), config["num_classes"], ModelConfig(**config["model_cfg"]),
-                   TrainConfig(**config["train"]))
+        return cls(
+            tuple(config["image_shape"]),
+            config["num_classes"],
+            ModelConfig(**config["model_cfg"]),
+            TrainConfig(**config["train"]),
+        )
