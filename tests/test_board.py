@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import child_env, tfsoftmax_command
+
 from tfsoftmax import board
 from tfsoftmax.errors import TfsoftmaxError
 
@@ -92,6 +92,7 @@ def test_serve_hands_tensorboard_the_chosen_folder(logs: Path, monkeypatch: pyte
     assert seen[seen.index("--logdir") + 1] == str(logs / "fashion_mnist_sweep")
 
 
+@pytest.mark.slow
 def test_missing_path_is_one_line_without_loading_tensorboard(tmp_path: Path) -> None:
     code = ("import sys\nfrom tfsoftmax.cli import main\ncode = main(sys.argv[1:])\n"
             "assert 'tensorboard' not in sys.modules and 'tensorflow' not in sys.modules\nsys.exit(code)")
@@ -101,6 +102,7 @@ def test_missing_path_is_one_line_without_loading_tensorboard(tmp_path: Path) ->
     assert result.stderr == f"tfsoftmax: error: board: {tmp_path / 'nope'}: no such log directory\n"
 
 
+@pytest.mark.slow
 @pytest.mark.tensorboard
 def test_board_on_a_sweep_prints_the_hparams_url_of_a_server_on_that_folder(logs: Path) -> None:
     sweep = logs / "fashion_mnist_sweep"

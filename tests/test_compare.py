@@ -7,8 +7,9 @@ import csv
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -130,13 +131,13 @@ def test_bad_inputs_are_one_line_each_and_the_others_still_compared(
         f"tfsoftmax: warning: {not_a_run}: not a run directory and holds none "
         "(a run directory has metrics.json and config.toml)",
         f"tfsoftmax: warning: {missing}: no such file or directory",
-        f"tfsoftmax: warning: {broken}: unreadable or half-written: {json_error(broken.read_text())}"]
+        f"tfsoftmax: warning: {broken}: unreadable or half-written record ({json_error(broken.read_text())})"]
     rows = list(csv.DictReader((tmp_path / "out" / "compare.csv").open()))
     assert [r["run"] for r in rows] == ["lr_0.03", "lr_0.3"]
 
 
 @pytest.mark.parametrize("damage, reason", [
-    (lambda d: (d / "metrics.json").write_text(""), "unreadable or half-written: Expecting value"),
+    (lambda d: (d / "metrics.json").write_text(""), "unreadable or half-written record (Expecting value"),
     (lambda d: (d / "metrics.json").write_text('{"status": "completed"}'),
      "missing key(s) epochs_completed, history, test, wall_time_s"),
     (lambda d: (d / "metrics.json").write_text(json.dumps(
@@ -190,6 +191,7 @@ def test_diverged_run_without_finished_epochs_is_listed(tmp_path: Path) -> None:
     assert labels == ["train.lr=30, train.epochs=1 (diverged)", "train.lr=0.1, train.epochs=2"]
 
 
+@pytest.mark.slow
 def test_compare_needs_neither_tensorflow_nor_pyplot(tmp_path: Path) -> None:
     three_runs(tmp_path / "exp")
     code = ("import sys\nimport tfsoftmax.compare as c\n"
@@ -201,6 +203,7 @@ def test_compare_needs_neither_tensorflow_nor_pyplot(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_reads_back_what_a_real_run_writes(write_config: Callable[..., Path]) -> None:
     from tfsoftmax.train import run
 
@@ -225,7 +228,7 @@ def test_d2l_exercise_experiments_differ_from_the_reference_in_one_key(group: st
     files = sorted(experiments.glob(f"{group}*.toml"))
     configs = [load_config(path) for path in files]
     assert len(files) >= (1 if group == "d2l_long" else 4)
-    for path, config in zip(files, configs):
+    for path, config in zip(files, configs, strict=True):
         changed = {k for k, v in compare.flat_config(config).items() if v != reference[k]}
         assert changed <= {key}, path
         assert config.logging.experiment == group, path  # one folder per exercise, for `compare`

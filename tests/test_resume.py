@@ -4,22 +4,22 @@ cannot be resumed."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
+from conftest import child_env, event_steps, one_line_error, tfsoftmax_command
 
-from tfsoftmax import checkpoint, files, train
+from tfsoftmax import checkpoint, files, rundir, train
 from tfsoftmax.config import load_config, override
 from tfsoftmax.errors import TfsoftmaxError
 from tfsoftmax.files import locked
-
-from conftest import child_env, event_steps, one_line_error, tfsoftmax_command
 
 EPOCHS = 6
 
@@ -42,22 +42,27 @@ def _assert_same_result(a: Path, b: Path) -> None:
         assert ma["history"][key] == mb["history"][key], key
     assert ma["test"] == mb["test"]
     assert all(np.array_equal(x, y) for x, y in zip(_weights(a), _weights(b), strict=True))
-    assert not (a / checkpoint.FOLDER).exists() and not (b / checkpoint.FOLDER).exists()
+    assert not (a / rundir.CHECKPOINTS).exists() and not (b / rundir.CHECKPOINTS).exists()
+
+
+def _ctrl_c() -> None:
+    """Ctrl-C as the terminal sends it: SIGINT to this process, which the run's StopSignal takes."""
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _stop_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
-    """Ctrl-C, as the signal handler delivers it, right after `epoch` finished epochs are saved."""
+    """Ctrl-C right after `epoch` finished epochs are saved."""
     save = checkpoint.save
 
     def save_then_stop(model: object, run_dir: Path, finished: int) -> None:
         save(model, run_dir, finished)
         if finished == epoch:
-            train.STOP.set()
+            _ctrl_c()
 
     monkeypatch.setattr(checkpoint, "save", save_then_stop)
 
 
-@pytest.mark.parametrize("kind", ["keras", "scratch"])
+@pytest.mark.parametrize("kind", ["keras", pytest.param("scratch", marks=pytest.mark.slow)])
 def test_stopped_run_resumes_to_the_uninterrupted_result(write_config: Callable[..., Path],
                                                          monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     config = load_config(write_config(f'[train]\nepochs = {EPOCHS}\n[model]\nkind = "{kind}"'))
@@ -93,6 +98,7 @@ def _assert_one_event_per_epoch(run_dir: Path, epochs: int, missing_allowed: boo
             assert steps == {step: 1 for step in range(epochs)}, (folder, tag, steps)
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_finishing_leaves_a_run_that_resumes_to_its_end(write_config: Callable[..., Path],
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A second Ctrl-C during the final evaluation and report: every epoch is trained, nothing is lost,
@@ -117,6 +123,7 @@ def test_ctrl_c_while_finishing_leaves_a_run_that_resumes_to_its_end(write_confi
     _assert_same_result(whole.run_dir, cut)
 
 
+@pytest.mark.slow
 def test_low_disk_stops_before_writing_and_the_run_resumes(write_config: Callable[..., Path],
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Under the 4 MiB reserve a run stops in one line at the next epoch end (what runs without root can
@@ -137,6 +144,7 @@ def test_low_disk_stops_before_writing_and_the_run_resumes(write_config: Callabl
     assert train.resume(run_dir).status == "completed"
 
 
+@pytest.mark.slow
 def test_record_one_epoch_ahead_of_the_checkpoint_is_cut_back(write_config: Callable[..., Path],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A kill between writing metrics.json and the checkpoint: the epoch is simply trained again."""
@@ -148,7 +156,7 @@ def test_record_one_epoch_ahead_of_the_checkpoint_is_cut_back(write_config: Call
         if finished <= 2:
             save(model, run_dir, finished)
         if finished == 3:
-            train.STOP.set()
+            _ctrl_c()
 
     monkeypatch.setattr(checkpoint, "save", save_up_to_two)
     with pytest.raises(TfsoftmaxError, match="interrupted after 3 finished"):
@@ -159,6 +167,15 @@ def test_record_one_epoch_ahead_of_the_checkpoint_is_cut_back(write_config: Call
     train.resume(cut)
     assert _metrics(cut)["resumed_at_epochs"] == [2]
     _assert_same_result(whole.run_dir, cut)
+
+
+def _ended_by_hand(run_dir: Path, config_file: Path, **record: object) -> Path:
+    """A run directory's config and record as a run that ended before its first epoch leaves them; what
+    `--resume` reads to refuse it, without training one."""
+    run_dir.mkdir(parents=True)
+    rundir.write_config(run_dir, load_config(config_file), "")
+    rundir.write_record(run_dir, {"epochs_completed": 0, "history": {}, "test": None, "wall_time_s": 1.0, **record})
+    return run_dir
 
 
 def test_resume_refuses_what_is_not_a_resumable_run(write_config: Callable[..., Path], tmp_path: Path,
@@ -174,10 +191,12 @@ def test_resume_refuses_what_is_not_a_resumable_run(write_config: Callable[..., 
         2, "tfsoftmax: error: run: --resume RUN_DIR continues a run with the config saved in it; give either "
            "CONFIG (with --set/--logdir) or --resume RUN_DIR")
     assert one_line_error(["run"], capsys)[0] == 2
-    done = train.run(load_config(path)).run_dir
+    done = _ended_by_hand(tmp_path / "logs" / "done", path, status="completed",
+                          test={"loss": 0.5, "accuracy": 0.8})
     assert one_line_error(["run", "--resume", str(done)], capsys) == (
         2, f"tfsoftmax: error: --resume {done}: the run already completed; nothing to resume")
-    diverged = train.run(load_config(write_config("[train]\nlr = 1e36\n[data]\nscale = false"))).run_dir
+    diverged = _ended_by_hand(tmp_path / "logs" / "diverged", path, status="diverged", divergence={
+        "epoch": 1, "batch": 1, "reason": "training loss became nan at epoch 1, batch 1"})
     code, err = one_line_error(["run", "--resume", str(diverged)], capsys)
     assert code == 2 and err.startswith(f"tfsoftmax: error: --resume {diverged}: the run diverged (training "
                                         "loss became nan") and err.endswith("change the config and start a new run")
@@ -191,9 +210,10 @@ def test_resume_refuses_what_is_not_a_resumable_run(write_config: Callable[..., 
            "`tfsoftmax sweep` command again to continue it")
     (done / "metrics.json").write_text('{"status": "runn')
     code, err = one_line_error(["run", "--resume", str(done)], capsys)
-    assert code == 1 and err.startswith(f"tfsoftmax: error: {done / 'metrics.json'}: unreadable record")
+    assert code == 1 and err.startswith(f"tfsoftmax: error: {done / 'metrics.json'}: unreadable or half-written record")
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_run_another_process_trains(write_config: Callable[..., Path],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     config = load_config(write_config(f"[train]\nepochs = {EPOCHS}"))
@@ -202,9 +222,9 @@ def test_resume_refuses_a_run_another_process_trains(write_config: Callable[...,
         train.run(config)
     monkeypatch.undo()
     run_dir = next(Path(config.logging.root).glob("*/*"))
-    with locked(run_dir / ".lock"):  # as a training process holds it
-        with pytest.raises(TfsoftmaxError, match=f"^--resume {run_dir}: another process is training this run$"):
-            train.resume(run_dir)
+    busy = f"^--resume {run_dir}: another process is training this run$"
+    with locked(run_dir / rundir.LOCK), pytest.raises(TfsoftmaxError, match=busy):  # as a training process holds it
+        train.resume(run_dir)
     assert train.resume(run_dir).status == "completed"
 
 

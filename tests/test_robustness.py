@@ -11,16 +11,14 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from conftest import SHARED_FASHION, child_env, one_line_error, tfsoftmax_command
 
 from tfsoftmax import tune
 from tfsoftmax.config import load_config
-
-from conftest import SHARED_FASHION, child_env, one_line_error, tfsoftmax_command
-
 
 
 def _last_line(stderr: str) -> str:
@@ -187,6 +185,7 @@ def test_unwritable_log_root_is_one_line(write_config: Callable[..., Path], tmp_
                                  "Not a directory")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_FASHION / "train-images-idx3-ubyte.gz").is_file(), reason="needs ../shared")
 def test_truncated_manual_file_is_one_line(write_config: Callable[..., Path], tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:

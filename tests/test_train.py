@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
+from conftest import event_steps
 
 from tfsoftmax import checkpoint, train
 from tfsoftmax.config import load_config
-
-from conftest import event_steps
+from tfsoftmax.errors import TfsoftmaxError
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -47,6 +47,7 @@ def test_short_run_leaves_a_complete_run_directory(write_config: Callable[..., P
     assert np.allclose(saved.predict(x, verbose=0), result.model.predict(x, verbose=0))
 
 
+@pytest.mark.slow
 def test_new_run_never_overwrites(write_config: Callable[..., Path]) -> None:
     config = load_config(write_config('[train]\nepochs = 1\n[logging]\nrun_name = "same"'))
     first, second = train.run(config).run_dir, train.run(config).run_dir
@@ -54,6 +55,7 @@ def test_new_run_never_overwrites(write_config: Callable[..., Path]) -> None:
     assert _metrics(first)["status"] == _metrics(second)["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(write_config: Callable[..., Path]) -> None:
     config = load_config(write_config())
     a, b = train.run(config), train.run(config)
@@ -76,6 +78,7 @@ def test_divergence_stops_at_once_and_keeps_the_record(write_config: Callable[..
     assert not (result.run_dir / "validation").exists()
 
 
+@pytest.mark.slow
 def test_epoch_time_is_the_whole_epoch_with_its_writes(write_config: Callable[..., Path],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """`time_s` is what the user waits for per epoch, bookkeeping included; throughput is the training pass."""
@@ -92,7 +95,7 @@ def test_epoch_time_is_the_whole_epoch_with_its_writes(write_config: Callable[..
     result = train.run(load_config(write_config("[train]\nepochs = 3")))
     history = result.history
     # The sleep is outside the training pass and inside the whole epoch, whatever the machine's speed.
-    assert all(t - 108 / rate >= delay for t, rate in zip(history["time_s"], history["examples_per_second"]))
+    assert all(t - 108 / rate >= delay for t, rate in zip(history["time_s"], history["examples_per_second"], strict=True))
     assert event_steps(result.run_dir / "train", "epoch_time_s") == {0: 1, 1: 1, 2: 1}
 
 
@@ -100,13 +103,14 @@ def test_unwritable_log_root_is_one_line(write_config: Callable[..., Path], tmp_
     blocker = tmp_path / "file"
     blocker.write_text("")
     config = load_config(write_config(f'[logging]\nroot = "{blocker}"'))
-    with pytest.raises(train.TfsoftmaxError, match="logging.root: cannot create a run folder in") as info:
+    with pytest.raises(TfsoftmaxError, match="logging.root: cannot create a run folder in") as info:
         train.run(config)
     assert info.value.exit_code == 1
 
 
+@pytest.mark.slow
 def test_speed_settings_do_not_change_the_weights(write_config: Callable[..., Path]) -> None:
     plain = train.run(load_config(write_config("[train]\nepochs = 1\nsteps_per_execution = 1")))
     fast = train.run(load_config(write_config("[train]\nepochs = 1\nsteps_per_execution = 64")))
-    for a, b in zip(plain.model.get_weights(), fast.model.get_weights()):
+    for a, b in zip(plain.model.get_weights(), fast.model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

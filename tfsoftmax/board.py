@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tfsoftmax import rundir
 from tfsoftmax.errors import CONFIG_ERROR, TfsoftmaxError
-
-RUN_FILES = ("metrics.json", "config.toml")
-SWEEP_STATE = Path("tuner") / "oracle.json"  # keras-tuner's project, as tune.make_tuner names it
 
 
 @dataclass(frozen=True)
@@ -23,11 +21,6 @@ class View:
     logdir: Path
     kind: str  # "run", "experiment", "sweep" or "log root", as the command line says it
     dashboard: str  # TensorBoard's plugin name, which is the URL's fragment
-
-
-def is_run(folder: Path) -> bool:
-    """A run directory as `tfsoftmax run` and each sweep execution leave it."""
-    return all((folder / name).is_file() for name in RUN_FILES)
 
 
 def choose(path: Path) -> View:
@@ -41,11 +34,11 @@ def choose(path: Path) -> View:
     if not path.is_dir():
         raise TfsoftmaxError(f"board: {path}: not a directory; allowed: a run directory, an experiment or "
                              "sweep folder, or a log root", CONFIG_ERROR)
-    if (path / SWEEP_STATE).is_file():
+    if rundir.is_sweep(path):
         return View(path, "sweep", "hparams")
-    if is_run(path):
+    if rundir.is_run(path):
         return View(path, "run", "scalars")
-    if any(child.is_dir() and is_run(child) for child in path.iterdir()):
+    if any(child.is_dir() and rundir.is_run(child) for child in path.iterdir()):
         return View(path, "experiment", "scalars")
     return View(path, "log root", "scalars")
 

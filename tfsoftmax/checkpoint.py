@@ -1,18 +1,16 @@
-"""What resuming needs: per-epoch checkpoints, the run record they pair with, and the checks that a
-folder can be resumed, so an interrupted run or sweep trial continues from its last finished epoch.
+"""What resuming needs: per-epoch checkpoints, where a run continues from (its checkpoint and its record
+cut to it), and the checks that `run --resume` can continue a folder.
 
 Only the latest epoch is kept, as `checkpoint/epoch-NNNN.npz` (model weights and optimizer state, NNNN =
 finished epochs), written beside and renamed: a crash leaves the old file or the new one, never half of one,
 and the epoch number can never disagree with the weights. Keras' BackupAndRestore is not used: it writes
 weights and epoch number as two files in place (a kill between the writes pairs epoch k's number with epoch
-k+1's weights), and its HDF5 writer crashed the process with a segfault when a write failed (measured with
-a file-size limit), where NumPy's raises an OSError we can report. A finished run deletes its checkpoint:
-`model.keras` then holds the result.
+k+1's weights), and its HDF5 writer can crash the process with a segfault when a write fails, where NumPy's
+raises an OSError we can report. A finished run deletes its checkpoint: its model file then holds the result.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import zipfile
@@ -20,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfsoftmax import rundir
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import atomic_write
 
 if TYPE_CHECKING:
     import keras
 
-FOLDER = "checkpoint"
 _NAME = re.compile(r"^epoch-(\d+)\.npz$")
 
 
@@ -45,7 +43,7 @@ def save(model: keras.Model, run_dir: Path, epoch: int) -> None:
     """Keep the state after `epoch` finished epochs, then drop the older checkpoint."""
     import numpy as np
 
-    folder = Path(run_dir) / FOLDER
+    folder = Path(run_dir) / rundir.CHECKPOINTS
     path = folder / f"epoch-{epoch:04d}.npz"
     arrays = {f"model/{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
     arrays.update({f"optimizer/{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)})
@@ -62,14 +60,14 @@ def save(model: keras.Model, run_dir: Path, epoch: int) -> None:
 
 def latest(run_dir: Path) -> tuple[int, Path] | None:
     """The newest complete checkpoint as (finished epochs, file); None before the first epoch ends."""
-    folder = Path(run_dir) / FOLDER
+    folder = Path(run_dir) / rundir.CHECKPOINTS
     found = [(int(m.group(1)), p) for p in folder.glob("epoch-*.npz") if (m := _NAME.match(p.name))]
     return max(found) if found else None
 
 
 def remove(run_dir: Path) -> None:
     """Drop the checkpoint of a finished run."""
-    shutil.rmtree(Path(run_dir) / FOLDER, ignore_errors=True)
+    shutil.rmtree(Path(run_dir) / rundir.CHECKPOINTS, ignore_errors=True)
 
 
 def restore(model: keras.Model, path: Path) -> None:
@@ -83,25 +81,11 @@ def restore(model: keras.Model, path: Path) -> None:
             weights = [stored[f"model/{i}"] for i in range(len(model.weights))]
             state = [stored[f"optimizer/{i}"] for i in range(len(model.optimizer.variables))]
         model.set_weights(weights)
-        for variable, value in zip(model.optimizer.variables, state):
+        for variable, value in zip(model.optimizer.variables, state, strict=True):
             variable.assign(value)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise TfsoftmaxError(f"cannot read the checkpoint {path}: {e}; it does not match this run's "
                              "model, or is damaged", RUNTIME_ERROR) from None
-
-
-def read_record(run_dir: Path) -> dict[str, Any] | None:
-    """The run's metrics.json, or None where there is none yet."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise TfsoftmaxError(f"{path}: unreadable record ({e})", RUNTIME_ERROR) from None
-    if not isinstance(record, dict) or not isinstance(record.get("history", {}), dict):
-        raise TfsoftmaxError(f"{path}: unreadable record (not a tfsoftmax metrics.json)", RUNTIME_ERROR)
-    return record
 
 
 def resume_point(run_dir: Path, record: dict[str, Any] | None) -> Resume:
@@ -124,15 +108,15 @@ def resumable(run_dir: Path) -> dict[str, Any]:
     where = f"--resume {run_dir}"
     if not run_dir.is_dir():
         raise TfsoftmaxError(f"{where}: no such run directory", CONFIG_ERROR)
-    if not (run_dir / "config.toml").is_file():
-        raise TfsoftmaxError(f"{where}: not a run directory (no config.toml); allowed: a folder that "
+    if not (run_dir / rundir.CONFIG).is_file():
+        raise TfsoftmaxError(f"{where}: not a run directory (no {rundir.CONFIG}); allowed: a folder that "
                              "`tfsoftmax run` created, such as logs/<experiment>/<run>", CONFIG_ERROR)
-    sweep = run_dir.parent.parent
-    if run_dir.name.startswith("execution") and (sweep / "tuner" / "oracle.json").is_file():
+    sweep = rundir.sweep_of(run_dir)
+    if sweep is not None:
         raise TfsoftmaxError(f"{where}: a trial of the sweep {sweep}; run the same `tfsoftmax sweep` command "
                              "again to continue it", CONFIG_ERROR)
-    record = read_record(run_dir) or {"status": "running", "history": {}}
-    status = record.get("status")
+    record = rundir.read_record(run_dir) or {"status": "running", "history": {}}
+    status = record["status"]
     if status == "completed":
         raise TfsoftmaxError(f"{where}: the run already completed; nothing to resume", CONFIG_ERROR)
     if status == "diverged":

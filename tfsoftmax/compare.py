@@ -1,8 +1,7 @@
 """Finished runs side by side, outside TensorBoard: one table (printed, Markdown, CSV) and PNG curves.
 
-Reads only what a run directory holds (config.toml, metrics.json), so it needs no TensorFlow. matplotlib
-is imported when the figures are drawn, through `Figure` itself rather than pyplot, so a notebook's
-backend is left alone.
+Reads only a run directory's config and record, through `rundir`, so it needs no TensorFlow; the
+curves are drawn by `figures`, which imports matplotlib only then.
 """
 
 from __future__ import annotations
@@ -11,38 +10,30 @@ import argparse
 import csv
 import glob
 import io
-import json
-import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from tfsoftmax.config import OBJECTIVES, Config, flat_config, load_config
+from tfsoftmax import figures, rundir
+from tfsoftmax.config import OBJECTIVES, Config, flat_config
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
-from tfsoftmax.files import atomic_write, write_text
+from tfsoftmax.files import write_text
+from tfsoftmax.table import format_table as text_table
+from tfsoftmax.table import markdown_table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DEFAULT_METRIC = "val_accuracy"
-# Figure file name -> history key. --metric accuracy adds train_accuracy.png (overfitting shows there).
-CURVES = {"train_loss": "loss", "val_loss": "val_loss", "val_accuracy": "val_accuracy"}
-TITLES = {"loss": "training loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
-          "accuracy": "training accuracy"}
-RECORD_KEYS = ("status", "epochs_completed", "history", "test", "wall_time_s")
-# A trial's config.toml carries its sweep's settings, which never change how that run trained (its
-# epochs are already in train.epochs); logging only says where the run went.
-# Published test accuracies, drawn faintly on accuracy figures of Fashion-MNIST runs for orientation.
-REFERENCES = ((0.83, "D2L softmax regression, test ~0.83", "top"),
-              (0.842, "Fashion-MNIST paper, logistic regression, test 0.842", "bottom"))
-REFERENCE_DATASET = "fashion_mnist"
+RUN_HINT = f"a run directory has {rundir.RECORD} and {rundir.CONFIG}"
 
 
 @dataclass(frozen=True)
 class Run:
-    """One run directory as read back: its config and the parts of metrics.json compare shows."""
+    """One run directory as read back: its config and the parts of its record compare shows."""
 
     path: Path
     name: str
@@ -74,7 +65,7 @@ def _run_dirs(top: Path) -> list[Path]:
     """Folders under `top` (itself included) holding a run's files; run directories do not nest."""
     found = []
     for folder, subfolders, files in os.walk(top):
-        if "metrics.json" in files or "config.toml" in files:
+        if rundir.RECORD in files or rundir.CONFIG in files:
             found.append(Path(folder))
             subfolders[:] = []
     return found
@@ -97,8 +88,7 @@ def find_runs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
             elif not path.is_dir():
                 problems.append(f"{path}: not a directory; give a run, experiment or sweep folder")
             elif not (runs := _run_dirs(path)):
-                problems.append(f"{path}: not a run directory and holds none "
-                                "(a run directory has metrics.json and config.toml)")
+                problems.append(f"{path}: not a run directory and holds none ({RUN_HINT})")
             else:
                 for run in runs:
                     found.setdefault(os.path.abspath(run), run)
@@ -111,54 +101,26 @@ def shown(path: Path) -> str:
     return str(path) if relative.split(os.sep)[0] == ".." else relative
 
 
-def _number(value: Any, where: str, path: Path) -> float:
-    # write_json stores NaN and infinity as strings, which float() reads back.
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if value in ("NaN", "Infinity", "-Infinity"):
-        return float(value)
-    raise _broken(path, f"{where}: expected a number, got {json.dumps(value)}")
-
-
 def read_run(run_dir: Path) -> Run:
     """Read one run's config and record; a missing, broken or half-written file raises, naming it."""
-    metrics_file, config_file = run_dir / "metrics.json", run_dir / "config.toml"
-    if not metrics_file.is_file():
-        raise _broken(run_dir, "no metrics.json (still in its first epoch, or stopped before finishing one)")
-    if not config_file.is_file():
-        raise _broken(run_dir, "metrics.json without config.toml")
-    try:
-        record = json.loads(metrics_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise _broken(metrics_file, f"unreadable or half-written: {e}") from None
-    config = load_config(config_file)
-    if not isinstance(record, dict):
-        raise _broken(metrics_file, f"expected a JSON object, got {type(record).__name__}")
-    missing = [key for key in RECORD_KEYS if key not in record]
-    if missing:
-        raise _broken(metrics_file, f"missing key(s) {', '.join(missing)}; expected {', '.join(RECORD_KEYS)}")
+    record = rundir.read_record(run_dir)
+    if record is None:
+        raise _broken(run_dir, f"no {rundir.RECORD} (still in its first epoch, or stopped before finishing one)")
+    if not (run_dir / rundir.CONFIG).is_file():
+        raise _broken(run_dir, f"{rundir.RECORD} without {rundir.CONFIG}")
+    config = rundir.read_config(run_dir)
     epochs, history, test = record["epochs_completed"], record["history"], record["test"]
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
-        raise _broken(metrics_file, f"epochs_completed: expected an integer >= 0, got {json.dumps(epochs)}")
-    if not isinstance(record["status"], str) or not isinstance(history, dict):
-        raise _broken(metrics_file, "status must be a string and history an object")
     curves: dict[str, list[float]] = {}
-    for key in TITLES:
+    for key in figures.TITLES:
         if key.startswith("val_") and key not in history:
             curves[key] = []  # trained with no validation split: no curve, never a test curve in its place
-            continue
-        values = history[key] if key in history else []
-        if not isinstance(values, list) or len(values) != epochs:
-            count = len(values) if isinstance(values, list) else "no list of"
-            raise _broken(metrics_file, f"history.{key}: {count} values for {epochs} completed epochs")
-        curves[key] = [_number(v, f"history.{key}", metrics_file) for v in values]
-    if test is not None and not (isinstance(test, dict) and "accuracy" in test):
-        raise _broken(metrics_file, f"test: expected null or an object with accuracy, got {json.dumps(test)}")
-    wall = record["wall_time_s"]
+        elif key in history or not epochs:
+            curves[key] = history.get(key, [])
+        else:
+            raise _broken(run_dir / rundir.RECORD, f"history.{key}: 0 values for {epochs} completed epochs")
     return Run(path=run_dir, name=run_dir.name, config=config, status=record["status"], epochs=epochs,
-               history=curves, test_accuracy=None if test is None else _number(test["accuracy"], "test.accuracy",
-                                                                                metrics_file),
-               wall_time_s=None if wall is None else _number(wall, "wall_time_s", metrics_file))
+               history=curves, test_accuracy=None if test is None else test["accuracy"],
+               wall_time_s=record["wall_time_s"])
 
 
 def common_root(paths: Sequence[Path]) -> Path:
@@ -188,14 +150,13 @@ def label(run: Run, keys: Sequence[str]) -> str:
 
 def table_rows(runs: Sequence[Run], keys: Sequence[str], metric: str) -> list[dict[str, Any]]:
     """One dict per run, raw values (None where the run has none), keyed by the CSV column names."""
-    pick = max if metric.endswith("accuracy") else min
     rows = []
     for run in runs:
         values = run.history[metric]
-        finite = [v for v in values if math.isfinite(v)]
+        best = rundir.best_epoch(run.history, metric)
         flat = flat_config(run.config)
         rows.append({"run": run.name, **{key: flat[key] for key in keys}, "epochs": run.epochs,
-                     f"best_{metric}": pick(finite) if finite else None,
+                     f"best_{metric}": None if best is None else values[best],
                      f"final_{metric}": values[-1] if values else None, "test_accuracy": run.test_accuracy,
                      "wall_time_s": run.wall_time_s, "status": run.status})
     return rows
@@ -211,22 +172,21 @@ def _cell(column: str, value: Any) -> str:
     return _fmt(value)
 
 
+def _cells(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = list(rows[0])
+    return header, [[_cell(c, row[c]) for c in header] for row in rows]
+
+
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as an aligned text table."""
-    header = list(rows[0])
-    body = [[_cell(c, row[c]) for c in header] for row in rows]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
-                     for line in [header, *body])
+    return text_table(*_cells(rows))
 
 
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as a Markdown table; numbers right-aligned."""
-    header = list(rows[0])
+    header, body = _cells(rows)
     numeric = {c for row in rows for c, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    align = ["---:" if c in numeric else "---" for c in header]
-    lines = [header, align, *[[_cell(c, row[c]) for c in header] for row in rows]]
-    return "".join("| " + " | ".join(line) + " |\n" for line in lines)
+    return markdown_table(header, body, right=[i for i, c in enumerate(header) if c in numeric])
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -236,40 +196,6 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows({c: "" if v is None else v for c, v in row.items()} for row in rows)
     return buf.getvalue()
-
-
-def draw(runs: Sequence[Run], keys: Sequence[str], metric: str) -> dict[str, Figure]:
-    """One figure per curve (file stem -> Figure), one line per run; the published reference points
-    are extra lines with gid "reference"."""
-    from matplotlib import colormaps
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    curves = {**CURVES, **({"train_accuracy": "accuracy"} if metric == "accuracy" else {})}
-    colors = colormaps["tab10" if len(runs) <= 10 else "tab20"]
-    references = all(run.config.data.dataset.split(":")[0].split("/")[0] == REFERENCE_DATASET for run in runs)
-    figures = {}
-    for stem, key in curves.items():
-        fig = Figure(figsize=(7.5, 4.5))
-        ax = fig.add_subplot()
-        for i, run in enumerate(runs):
-            values = run.history[key]
-            ax.plot(range(1, len(values) + 1), values, marker=".", label=label(run, keys),
-                    color=colors(i % colors.N), linestyle=("-", "--", ":")[i // colors.N % 3])
-        if references and key.endswith("accuracy"):
-            for y, text, side in REFERENCES:
-                ax.axhline(y, color="0.5", linewidth=0.8, linestyle="--", alpha=0.6, gid="reference")
-                ax.text(0.01, y, text, transform=ax.get_yaxis_transform(), fontsize="x-small", color="0.4",
-                        va=side)
-        ax.set(xlabel="epoch", ylabel=TITLES[key], title=f"{TITLES[key]} per epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        if len(runs) > 8:
-            ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        else:
-            ax.legend(fontsize="small")
-        figures[stem] = fig
-    return figures
 
 
 def compare(inputs: Sequence[str], out: str | Path | None = None, metric: str = DEFAULT_METRIC) -> Comparison:
@@ -300,7 +226,7 @@ def compare(inputs: Sequence[str], out: str | Path | None = None, metric: str = 
         print("tfsoftmax: warning: " + " ".join(problem.split()), file=sys.stderr)
     if not runs:
         raise TfsoftmaxError(f"compare: no runs to compare: {len(skipped)} problem(s) reported above "
-                             "(a run directory has metrics.json and config.toml)", CONFIG_ERROR)
+                             f"({RUN_HINT})", CONFIG_ERROR)
     root = common_root([run.path for run in runs])
     runs = [replace(run, name=os.path.relpath(os.path.abspath(run.path), root)) for run in runs]
     keys = differing_keys(runs)
@@ -312,11 +238,9 @@ def compare(inputs: Sequence[str], out: str | Path | None = None, metric: str = 
         raise TfsoftmaxError(f"compare: --out {out}: cannot create the folder: {e.strerror}", RUNTIME_ERROR) from None
     write_text(out / "compare.md", to_markdown(rows))
     write_text(out / "compare.csv", to_csv(rows))
-    figures = draw(runs, keys, metric)
-    for stem, fig in figures.items():
-        atomic_write(out / f"{stem}.png", lambda f, fig=fig: fig.savefig(f, format="png", dpi=100,
-                                                                          bbox_inches="tight"))
-    return Comparison(runs=runs, keys=keys, rows=rows, figures=figures, out=out, skipped=skipped)
+    drawn = figures.draw(runs, [label(run, keys) for run in runs], metric)
+    figures.save(drawn, out)
+    return Comparison(runs=runs, keys=keys, rows=rows, figures=drawn, out=out, skipped=skipped)
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:

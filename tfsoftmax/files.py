@@ -1,5 +1,5 @@
-"""Files written so that a crash never leaves a half-written record (write beside, then rename), and
-lock files that keep two processes out of the same folder."""
+"""Files written so that a crash never leaves a half-written record (write beside, then rename), lock
+files that keep two processes out of the same folder, and the free space a run keeps in hand."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
 
@@ -86,8 +87,8 @@ def locked(path: Path, blocking: bool = True) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-# Free space a run keeps in hand: Keras' and keras-tuner's HDF5 weight writers crash the whole process
-# (segfault, measured on a full tmpfs) when a write fails, so training stops cleanly before that.
+# Free space a run keeps in hand: Keras' and keras-tuner's HDF5 weight writers can crash the whole process
+# (a segfault) when a write fails, so training stops cleanly before the disk is full.
 RESERVE_BYTES = 4 << 20
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfsoftmax import rundir
 from tfsoftmax.config import Config, flat_config
 
 if TYPE_CHECKING:
@@ -35,10 +36,10 @@ def run_hparams(config: Config) -> dict[str, Any]:
 def best_metrics(history: dict[str, list[float]]) -> dict[str, float]:
     """The best validation accuracy and loss over the epochs (final ones are TensorBoard's last values)."""
     best = {}
-    if history.get("val_accuracy"):
-        best["best/val_accuracy"] = max(history["val_accuracy"])
-    if history.get("val_loss"):
-        best["best/val_loss"] = min(history["val_loss"])
+    for metric in ("val_accuracy", "val_loss"):
+        epoch = rundir.best_epoch(history, metric)
+        if epoch is not None:
+            best[f"best/{metric}"] = history[metric][epoch]
     return best
 
 

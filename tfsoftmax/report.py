@@ -4,8 +4,9 @@ templates and the config as text. Written to the run folder itself, beside Keras
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def prediction_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndar
     cols = min(6, len(images))
     plt, fig, axes = _figure(-(-len(images) // cols), cols)
     span = max(float(images.max()), 1e-12)
-    for ax, image, true, pred in zip(axes.flat, images, labels, predictions):
+    for ax, image, true, pred in zip(axes.flat, images, labels, predictions, strict=False):
         _show(ax, image / span)
         ax.set_title(f"{class_names[true]}\n{class_names[pred]}", fontsize=7,
                      color="black" if true == pred else "red")
@@ -91,7 +92,7 @@ def weight_templates(kernel: np.ndarray, image_shape: tuple[int, ...], class_nam
     cols = min(5, len(class_names))
     plt, fig, axes = _figure(-(-len(class_names) // cols), cols)
     templates = kernel.reshape(*image_shape, len(class_names))
-    for k, (ax, name) in enumerate(zip(axes.flat, class_names)):
+    for k, (ax, name) in enumerate(zip(axes.flat, class_names, strict=False)):
         t = templates[..., k]
         if t.shape[-1] == 1:
             t = (t - t.min()) / max(float(t.max() - t.min()), 1e-12)
