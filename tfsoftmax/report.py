@@ -1,17 +1,19 @@
 """TensorBoard extras for a finished run: test scalars, prediction grid, confusion matrix, weight
-templates and the config as text. Written to the run folder itself, beside Keras' train/validation runs."""
+templates, calibration (ECE, NLL, reliability, accuracy per coverage, per-class PR curves) and the config
+as text. Written to the run folder itself, beside Keras' train/validation runs."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tfsoftmax import calibration
 from tfsoftmax.config import Config, to_toml
-from tfsoftmax.data import EVAL_BATCH
+from tfsoftmax.data import EVAL_BATCH, Splits
 
 if TYPE_CHECKING:
     import keras
@@ -105,17 +107,41 @@ def weight_templates(kernel: np.ndarray, image_shape: tuple[int, ...], class_nam
     return data
 
 
-def write_report(run_dir: Path, model: keras.Model, test: tuple[np.ndarray, np.ndarray],
-                 class_names: Sequence[str], config: Config, test_metrics: dict[str, float], step: int) -> None:
-    """Write the report summaries into `run_dir`'s own event file."""
+PR_THRESHOLDS = 101  # TensorBoard's PR curves: one point per percent of confidence
+
+
+def calibrate(model: keras.Model, splits: Splits, test_logits: np.ndarray) -> calibration.Calibration | None:
+    """How far the test confidences can be trusted, the temperature fitted on validation only; None for a
+    run with no validation split (a `--final` run), where nothing may be fitted."""
+    if splits.val is None:
+        return None
+    val_logits = model.predict(splits.val[0], batch_size=EVAL_BATCH, verbose=0)
+    return calibration.summarize(val_logits, splits.val[1], test_logits, splits.test[1])
+
+
+def _pr_curves(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], step: int) -> None:
+    """One PR curve per class (that class against the rest), for TensorBoard's PR-curve dashboard."""
+    import tensorflow as tf
+    from tensorboard.plugins.pr_curve import summary as pr_summary
+
+    for k, name in enumerate(class_names):
+        pb = pr_summary.pb(f"test/{name}", labels == k, probs[:, k].astype(np.float32),
+                           num_thresholds=PR_THRESHOLDS, description=f"test split: {name} against the rest")
+        tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=step)
+
+
+def write_report(run_dir: Path, model: keras.Model, splits: Splits, class_names: Sequence[str], config: Config,
+                 test_metrics: dict[str, float], step: int) -> calibration.Calibration | None:
+    """Write the report summaries into `run_dir`'s own event file; return the test split's calibration."""
     import tensorflow as tf
 
-    x, y = test
+    x, y = splits.test
     logits = model.predict(x, batch_size=EVAL_BATCH, verbose=0)
     predictions = np.argmax(logits, axis=1)
     matrix = tf.math.confusion_matrix(y, predictions, num_classes=len(class_names)).numpy()
     kernel = model.get_weights()[0]
     n = config.logging.num_images
+    calibrated = calibrate(model, splits, logits) if test_metrics else None
 
     def image(name: str, png: bytes, description: str) -> None:
         tf.summary.image(name, tf.expand_dims(tf.io.decode_png(png, channels=4), 0), step=step,
@@ -131,6 +157,31 @@ def write_report(run_dir: Path, model: keras.Model, test: tuple[np.ndarray, np.n
         image("test/confusion_matrix", confusion_figure(matrix, class_names), "rows: true class")
         image("model/weight_templates", weight_templates(kernel, x.shape[1:], class_names),
               "the Dense kernel reshaped to the image, one picture per class")
+        if calibrated is not None:
+            _write_calibration(calibrated, logits, y, class_names, step, image)
         tf.summary.text("config", "    " + to_toml(config).replace("\n", "\n    "), step=step,
                         description="the resolved config of this run")
     writer.close()
+    return calibrated
+
+
+def _write_calibration(calibrated: calibration.Calibration, logits: np.ndarray, labels: np.ndarray,
+                       class_names: Sequence[str], step: int, image: Any) -> None:
+    import tensorflow as tf
+
+    scalars = {"ece": (calibrated.ece, "expected calibration error, 15 confidence bins"),
+               "ece_calibrated": (calibrated.ece_calibrated, "ECE after temperature scaling (fitted on validation)"),
+               "nll": (calibrated.nll, "negative log-likelihood"),
+               "nll_calibrated": (calibrated.nll_calibrated, "NLL after temperature scaling"),
+               "temperature": (calibrated.temperature, "the one scalar T fitted on validation: softmax(z / T)")}
+    for coverage, accuracy in calibrated.accuracy_at.items():
+        scalars[f"accuracy_at_{round(coverage * 100)}pct"] = (
+            accuracy, f"accuracy on the {coverage:.0%} most confident test inputs")
+    for name, (value, description) in scalars.items():
+        tf.summary.scalar(f"calibration/{name}", value, step=step, description=description)
+    image("calibration/reliability", calibration.reliability_figure(logits, labels, calibrated),
+          "accuracy per confidence bin against the diagonal, raw and temperature-scaled")
+    image("calibration/coverage", calibration.coverage_figure(logits, labels, calibrated),
+          "accuracy on the most confident inputs as coverage grows; the star: the threshold chosen on "
+          "validation for 95%")
+    _pr_curves(calibration.softmax(logits), labels, class_names, step)

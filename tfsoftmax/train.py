@@ -127,7 +127,7 @@ def finish(model: keras.Model, record: RunRecord, splits: data_lib.Splits, datas
         ensure_space(run_dir)
         with reported_writes(run_dir):
             step = record.epochs_completed
-            report.write_report(run_dir, model, splits.test, dataset.class_names, config, test, step=step)
+            calibrated = report.write_report(run_dir, model, splits, dataset.class_names, config, test, step=step)
             hparams.write_run_session(run_dir, config, record.history, step)
             rundir.save_model(model, run_dir)
     except TfsoftmaxError as e:
@@ -135,7 +135,8 @@ def finish(model: keras.Model, record: RunRecord, splits: data_lib.Splits, datas
             record.write(status="failed", error=str(e))
         raise
     wall = time.perf_counter() - started
-    record.write(status=status, test=test or None, wall_time_s=wall)
+    extra = {} if calibrated is None else {"calibration": calibrated.to_json()}
+    record.write(status=status, test=test or None, wall_time_s=wall, **extra)
     checkpoint.remove(run_dir)
     return RunResult(run_dir=run_dir, status=status, history=record.history, test=test, wall_time_s=wall,
                      model=model, divergence=record.divergence)
