@@ -52,6 +52,7 @@ def test_board_on_missing_logdir(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no such log directory" in result.stderr
 
 
+@pytest.mark.slow
 def test_run_prints_summary_and_logdir_override(write_config: Callable[..., Path], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "other root"
@@ -79,11 +80,27 @@ def test_verbose_goes_before_or_after_the_command(argv: list[str], expected: boo
     assert cli.build_parser().parse_args(argv).verbose is expected
 
 
-def test_sweep_workers_inherit_verbose() -> None:
-    args = cli.build_parser().parse_args(["sweep", "s.toml", "--set", "train.lr=0.1", "--workers", "2"])
-    assert cli._sweep_args(args) == ["s.toml", "--set", "train.lr=0.1"]
-    args.verbose = True
-    assert cli._sweep_args(args) == ["s.toml", "--set", "train.lr=0.1", "--verbose"]
+def test_sweep_workers_read_the_resolved_config_and_inherit_verbose(write_config: Callable[..., Path],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from tfsoftmax import distribute
+    from tfsoftmax.config import load_config
+
+    class Launched(Exception):
+        pass
+
+    seen: dict = {}
+
+    def launch(sweep_args: list[str], workers: int) -> None:
+        seen.update(args=sweep_args, workers=workers, config=load_config(sweep_args[0]))
+        raise Launched
+
+    monkeypatch.setattr(distribute, "launch", launch)
+    path = write_config('[sweep]\nmax_trials = 2\n[sweep.space]\n"train.lr" = { min = 0.1, max = 1.0 }', name="sw")
+    with pytest.raises(Launched):
+        cli.main(["sweep", str(path), "--set", "train.epochs=3", "--workers", "2", "--verbose"])
+    assert seen["args"][1:] == ["--verbose"] and seen["workers"] == 2
+    assert seen["config"] == load_config(path, ["train.epochs=3"])  # what the launcher resolved, overrides too
+    assert not Path(seen["args"][0]).exists()  # removed once the processes are done
 
 
 @pytest.mark.parametrize(("flags", "variable", "display"), [([], None, False), (["--verbose"], None, True),

@@ -93,6 +93,7 @@ def test_sweep_without_a_validation_split_is_refused_before_it_starts(
     assert not tune.sweep_dir(config).exists()
 
 
+@pytest.mark.slow
 def test_executions_are_different_seeds_each_rerunnable_and_averaged(write_config: Callable[..., Path]) -> None:
     config = load_config(write_config('[sweep]\nalgorithm = "grid"\nmax_trials = 1\nepochs = 2\n'
                                       'executions_per_trial = 3\n[sweep.space]\n"train.lr" = { values = [0.05] }\n'

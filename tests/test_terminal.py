@@ -68,6 +68,7 @@ def _chatter(output: str) -> list[str]:
     return [line for line in output.splitlines() if any(word in line.lower() for word in CHATTER)]
 
 
+@pytest.mark.slow
 def test_run_shows_no_tensorflow_startup_chatter(write_config: Callable[..., Path]) -> None:
     result = _merged(tfsoftmax_command("run", str(write_config())), _env())
     assert result.returncode == 0, result.stdout
@@ -75,6 +76,7 @@ def test_run_shows_no_tensorflow_startup_chatter(write_config: Callable[..., Pat
     assert _chatter(result.stdout) == []
 
 
+@pytest.mark.slow
 def test_verbose_flag_and_variable_show_everything_again(write_config: Callable[..., Path]) -> None:
     path = str(write_config())
     for command, env in ((tfsoftmax_command("run", path, "--verbose"), _env()),
@@ -86,6 +88,7 @@ def test_verbose_flag_and_variable_show_everything_again(write_config: Callable[
             assert word in result.stdout, (command, env.get(VERBOSE_ENV), result.stdout)
 
 
+@pytest.mark.slow
 def test_real_errors_warnings_and_tracebacks_still_show_in_order() -> None:
     code = QUIET + textwrap.dedent("""
         import sys
@@ -112,6 +115,7 @@ def test_real_errors_warnings_and_tracebacks_still_show_in_order() -> None:
     assert "retracing" in shown.stderr and "oneDNN custom operations" in shown.stderr
 
 
+@pytest.mark.slow
 def test_every_line_written_before_exit_arrives_in_order() -> None:
     code = QUIET + textwrap.dedent("""
         import os, sys
@@ -134,6 +138,7 @@ def test_error_line_arrives_after_the_filter_is_on() -> None:
     assert result.stderr.startswith("tfsoftmax: error: ") and result.stderr.count("\n") == 1, result.stderr
 
 
+@pytest.mark.slow
 def test_child_processes_write_through_the_filter() -> None:
     notice, line = NOTICES[0], "a line from a child"
     child = f"import sys\nprint({notice!r}, file=sys.stderr)\nprint({line!r}, file=sys.stderr)\n"
@@ -148,6 +153,7 @@ def test_child_processes_write_through_the_filter() -> None:
     assert result.stderr.splitlines() == [line, line, "parent done"]
 
 
+@pytest.mark.slow
 def test_fatal_line_before_abort_still_shows() -> None:
     fatal = "F0000 00:00:1.0 123 foo.cc:1] Check failed: boom"
     code = QUIET + textwrap.dedent(f"""
@@ -161,6 +167,7 @@ def test_fatal_line_before_abort_still_shows() -> None:
     assert result.stderr.splitlines() == [fatal]
 
 
+@pytest.mark.slow
 def test_line_before_sigkill_still_shows() -> None:
     code = QUIET + textwrap.dedent("""
         import os, signal
@@ -172,6 +179,7 @@ def test_line_before_sigkill_still_shows() -> None:
     assert result.stderr.splitlines() == ["the last line"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_to_the_whole_group_leaves_the_filter_forwarding() -> None:
     code = QUIET + textwrap.dedent("""
         import os, signal, sys, time
@@ -188,6 +196,7 @@ def test_ctrl_c_to_the_whole_group_leaves_the_filter_forwarding() -> None:
     assert result.stderr.splitlines() == ["before", "tfsoftmax: error: interrupted"]
 
 
+@pytest.mark.slow
 def test_exit_does_not_wait_for_a_child_that_holds_stderr() -> None:
     code = QUIET + textwrap.dedent("""
         import subprocess, sys

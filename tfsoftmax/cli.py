@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -74,70 +73,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep_args(args: argparse.Namespace) -> list[str]:
-    """The arguments that make a child process sweep the same config."""
-    out = [args.config]
-    for text in args.set or []:
-        out += ["--set", text]
-    if args.logdir:
-        out += ["--logdir", args.logdir]
-    if args.verbose:
-        out.append("--verbose")
-    return out
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     config = _config(args)
     if bool(args.role) != bool(args.oracle):
-        raise TfsoftmaxError("--role and --oracle go together: --role chief|worker --oracle HOST:PORT (the chief's address)", CONFIG_ERROR)
+        raise TfsoftmaxError("--role and --oracle go together: --role chief|worker --oracle HOST:PORT (the "
+                             "chief's address)", CONFIG_ERROR)
     if args.role and (args.workers or args.final or args.overwrite or args.dry_run):
         raise TfsoftmaxError("--role runs one side of a distributed sweep; --workers, --final, --overwrite and "
                              "--dry-run belong to the launching command", CONFIG_ERROR)
     require_space(config, args.config)
     _quiet_tensorflow(args)
-    import time
-
-    from tfsoftmax import tune
-
     if args.dry_run:
         from tfsoftmax.estimate import describe
 
         print(describe(config))
         return 0
-    started = time.perf_counter()
     if args.role:
+        from tfsoftmax import tune
         from tfsoftmax.distribute import set_role
 
         tuner_id = set_role(args.role, args.oracle)
         print(f"sweep {args.role} '{tuner_id}' on {args.oracle}", flush=True)
         tune.search(config, display=args.verbose)
         return 0
-    if args.workers:
-        from tfsoftmax.distribute import launch
-
-        with tune.exclusive(config):
-            if args.overwrite:
-                tune.clear(config)
-            ran = launch(_sweep_args(args), args.workers)
-            result = tune.collect(config, started)
-        print(f"\nworkers: {', '.join(ran)}")
-    else:
-        result = tune.search(config, overwrite=args.overwrite, display=args.verbose)
+    from tfsoftmax import sweep
     from tfsoftmax.results import format_table
+    from tfsoftmax.rundir import RESULTS_CSV, RESULTS_JSON
 
+    result = sweep(config, overwrite=args.overwrite, final=args.final, workers=args.workers or 0,
+                   display=args.verbose)
+    if result.workers:
+        print(f"\nworkers: {', '.join(result.workers)}")
     print(f"\n{format_table(result.rows, [e.key for e in config.sweep.space], config.sweep.objective)}")
     print(f"\nsweep of {len(result.rows)} trials in {result.wall_time_s:.1f} s: {result.sweep_dir}")
-    print(f"results:       {result.sweep_dir / 'results.csv'}, {result.sweep_dir / 'results.json'}")
+    print(f"results:       {result.sweep_dir / RESULTS_CSV}, {result.sweep_dir / RESULTS_JSON}")
     print(f"TensorBoard:   tfsoftmax board {result.sweep_dir}")
-    if result.best_config_path is None:
-        raise TfsoftmaxError("sweep: no trial completed, so there is no best configuration", RUNTIME_ERROR)
     print(f"best config:   {result.best_config_path}  (tfsoftmax run {result.best_config_path})")
-    if args.final:
-        from tfsoftmax.train import run
-
-        final = run(tune.final_config(result.best_config_path))
-        if final.status != "completed":
-            raise TfsoftmaxError(f"final run diverged: {final.divergence['reason']}", RUNTIME_ERROR)
+    if result.final is not None:
+        final = result.final
         print(f"\nfinal run on train+validation: test accuracy {final.test['accuracy']:.4f}, "
               f"test loss {final.test['loss']:.4f}: {final.run_dir}")
     return 0
@@ -165,7 +138,8 @@ def cmd_board(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type for counts such as --workers and bench's --epochs."""
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got '{text}'")
     return int(text)
@@ -205,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retrain the best configuration on train+validation and report test accuracy")
     p.add_argument("--dry-run", action="store_true",
                    help="validate, print the space and trial count, estimate the time; train nothing")
-    p.add_argument("--workers", type=_positive_int, metavar="N",
+    p.add_argument("--workers", type=positive_int, metavar="N",
                    help="run a chief oracle and N worker processes on this machine")
     p.add_argument("--role", choices=["chief", "worker"], help="run one side of a distributed sweep alone")
     p.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address, with --role")
@@ -250,13 +224,6 @@ def main(argv: Sequence[str] | None = None, terminal: bool = False) -> int:
     args = build_parser().parse_args(argv)
     args.verbose = verbose_requested(args.verbose)
     args.terminal = terminal
-    graceful = args.command == "run" or (args.command == "sweep" and not args.workers)
-    if graceful and threading.current_thread() is threading.main_thread():
-        from tfsoftmax.train import request_stop
-
-        # Training stops at the next batch end with its record written; the launcher and board stop at once.
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
     try:
         return args.func(args)
     except TfsoftmaxError as e:

@@ -1,9 +1,9 @@
 """Scale-out on keras-tuner's own distributed mode: one chief oracle and N workers on this machine.
 
-keras-tuner takes each process's role from the environment. Two of its behaviours shape this launcher
-(measured, see ../shared/MEASURED.md): a chief waits forever for a worker that died mid-trial, and
-workers wait up to an hour per call for a chief that died. So the launcher watches every process and
-stops them all as soon as one fails, on Ctrl-C, or when the chief is done.
+keras-tuner takes each process's role from the environment. Two of its behaviours shape this launcher: a
+chief waits forever for a worker that died mid-trial, and workers wait up to an hour per call for a chief
+that died. So the launcher watches every process and stops them all as soon as one fails, on Ctrl-C, or
+when the chief is done.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def parse_oracle(address: str) -> tuple[str, int]:
 def set_role(role: str, oracle: str) -> str:
     """Put this process in keras-tuner's distributed mode; returns its tuner id."""
     host, port = parse_oracle(oracle)
-    tuner_id = "chief" if role == "chief" else os.environ.get(TUNER_ID) or f"worker-{socket.gethostname()}-{os.getpid()}"
+    own = os.environ.get(TUNER_ID) or f"worker-{socket.gethostname()}-{os.getpid()}"
+    tuner_id = "chief" if role == "chief" else own
     if role == "worker" and "chief" in tuner_id:
         raise TfsoftmaxError(f"${TUNER_ID}: a worker's id must not contain 'chief', got '{tuner_id}'", CONFIG_ERROR)
     os.environ.update({TUNER_ID: tuner_id, ORACLE_IP: host, ORACLE_PORT: str(port)})

@@ -1,4 +1,5 @@
-"""The package's one exception type."""
+"""The package's exception type: every error a user can act on is a TfsoftmaxError (`tune.SearchStopped`,
+one of them, also tells keras-tuner to end the search). Nothing here imports TensorFlow or keras-tuner."""
 
 from __future__ import annotations
 

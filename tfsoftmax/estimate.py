@@ -1,23 +1,47 @@
-"""The `--dry-run` report: the space, the trial count and a time estimate from whole epochs measured the
-way a trial trains them (the same `train.fit`, callbacks and writes), on random inputs of the data's
-shape and size, so nothing is trained on the data and nothing is kept."""
+"""How big a sweep is before it runs: its trial count (as keras-tuner's oracles will count them, Hyperband's
+brackets included), and the `--dry-run` report of the space, that count and a time estimate from whole
+epochs measured the way a trial trains them (the same `train.fit`, callbacks and writes), on random inputs
+of the data's shape and size, so nothing is trained on the data and nothing is kept."""
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from tfsoftmax import data as data_lib
+from tfsoftmax import rundir
 from tfsoftmax.config import Config, override
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
-from tfsoftmax.results import trial_epochs
 
 # What a trial costs beyond its epochs: resetting the model, a new input pipeline, keras-tuner's trial
 # files and best-epoch checkpoint, the HParams records, saving model.keras (see the README's speed section).
 TRIAL_OVERHEAD_S = 1.2
 STEPS_TIMED = 500  # per batch size: enough for a steady rate, few enough that batch size 1 takes seconds
+HYPERBAND_FACTOR = 3  # keras-tuner's default, which the Hyperband tuner is given
+
+
+def hyperband_trials(max_epochs: int, factor: int) -> int:
+    """How many trials keras-tuner's HyperbandOracle runs in one iteration: each bracket's rounds train new
+    trials (continuing their parents' weights), so every round of every bracket counts."""
+    brackets = 1 + int(math.log(max_epochs, factor) + 1e-9)
+    end_size = math.ceil(1 + math.log(max_epochs, factor))
+    return sum(math.ceil(end_size / (b + 1) * factor ** (b - r)) for b in range(brackets) for r in range(b + 1))
+
+
+def count_trials(config: Config) -> int:
+    """How many trials the sweep will run: max_trials, or fewer for a small grid; Hyperband's own count."""
+    sweep = config.sweep
+    if sweep.algorithm == "hyperband":
+        return hyperband_trials(config.trial_epochs, HYPERBAND_FACTOR)
+    if sweep.algorithm == "grid" and all(e.values or e.step for e in sweep.space):
+        size = 1
+        for e in sweep.space:
+            size *= len(e.values) if e.values else int((e.max - e.min) // e.step) + 1
+        return min(size, sweep.max_trials)
+    return sweep.max_trials
 
 
 def batch_sizes(config: Config) -> list[int]:
@@ -66,17 +90,16 @@ def whole_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Sp
 
 def describe(config: Config) -> str:
     """The --dry-run report: space, trial count, measured epoch times and the estimated wall time."""
-    from tfsoftmax.tune import count_trials, sweep_dir
-
     started = time.perf_counter()
-    lines = [f"sweep {sweep_dir(config)}: {config.sweep.algorithm} search, objective {config.sweep.objective}"]
+    lines = [f"sweep {rundir.experiment_dir(config)}: {config.sweep.algorithm} search, objective "
+             f"{config.sweep.objective}"]
     for e in config.sweep.space:
         if e.values:
             lines.append(f"  {e.key:<24} one of {list(e.values)}")
         else:
             step = f", step {e.step}" if e.step else ""
             lines.append(f"  {e.key:<24} {e.min} .. {e.max} ({e.sampling}{step})")
-    trials, epochs, executions = count_trials(config), trial_epochs(config), config.sweep.executions_per_trial
+    trials, epochs, executions = count_trials(config), config.trial_epochs, config.sweep.executions_per_trial
     lines.append(f"trials: {trials}, {epochs} epochs each, {executions} execution(s) per trial")
     dataset = data_lib.load_dataset(config.data)
     splits = data_lib.split(dataset, config.data)

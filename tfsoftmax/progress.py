@@ -47,8 +47,9 @@ class SweepProgress:
         oracle (a distributed worker only holds a client to the chief's)."""
         self.ended_here += 1
         message = (trial.message or "").strip().splitlines()
+        failed = bool(message) and str(trial.status).lower() != "completed"
         # keras-tuner keeps the traceback's last line: drop its exception class, keep our message.
-        reason = re.sub(r"^[\w.]+Error: ", "", message[-1]) if message and str(trial.status).lower() != "completed" else ""
+        reason = re.sub(r"^[\w.]+Error: ", "", message[-1]) if failed else ""
         if not local:
             print(self.line(trial, None, None, reason), flush=True)
             return

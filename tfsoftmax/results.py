@@ -8,26 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfsoftmax import checkpoint
+from tfsoftmax import rundir
 from tfsoftmax.config import Config, override, to_toml
 from tfsoftmax.errors import TfsoftmaxError
 from tfsoftmax.files import write_json, write_text
-
-
-def trial_epochs(config: Config) -> int:
-    """Epochs per trial: the sweep's own setting, else the run's."""
-    return config.sweep.epochs or config.train.epochs
+from tfsoftmax.table import format_table as text_table
 
 
 def config_for(config: Config, values: dict[str, Any]) -> Config:
     """The full config of one trial: the sweep's config with the trial's swept values set."""
     swept = {k: v for k, v in values.items() if not k.startswith("tuner/")}
     return override(config, swept) if swept else config
-
-
-def execution_index(run_dir: Path) -> int:
-    """Which execution of its trial a run directory holds: keras-tuner names them `execution<N>`."""
-    return int(run_dir.name.removeprefix("execution"))
 
 
 def execution_seed(seed: int, execution: int) -> int:
@@ -56,11 +47,11 @@ class TrialRow:
         return max(self.execution_scores) - min(self.execution_scores) if len(self.execution_scores) > 1 else None
 
 
-def _trial_status(trial: Any, run_dir: Path) -> tuple[str, str]:
+def _trial_status(trial: Any, first_execution: Path | None) -> tuple[str, str]:
     """keras-tuner's status, refined by our record: a failed trial that diverged says so."""
     status = str(trial.status).lower()
     try:
-        record = checkpoint.read_record(run_dir) or {}
+        record = (rundir.read_record(first_execution) if first_execution else None) or {}
     except TfsoftmaxError as e:
         return "failed", str(e)
     if record.get("status") == "diverged":
@@ -69,30 +60,31 @@ def _trial_status(trial: Any, run_dir: Path) -> tuple[str, str]:
     return status, message[-1] if message and status != "completed" else ""
 
 
-def _execution_scores(trial_dir: Path, objective: Any) -> tuple[float, ...]:
+def _execution_scores(executions: list[Path], objective: Any) -> tuple[float, ...]:
     """Each execution's best epoch by the objective, as keras-tuner averages them into the trial's score."""
     scores = []
-    for run_dir in sorted(trial_dir.glob("execution*"), key=execution_index):
-        values = ((checkpoint.read_record(run_dir) or {}).get("history") or {}).get(objective.name) or []
+    for run_dir in executions:
+        values = ((rundir.read_record(run_dir) or {}).get("history") or {}).get(objective.name) or []
         if values:
             scores.append(max(values) if objective.direction == "max" else min(values))
     return tuple(scores)
 
 
-def rank(tuner: Any, folder: Path) -> list[TrialRow]:
-    """All trials of the sweep in `folder`, best first by the objective; unfinished and failed ones last."""
-    objective = tuner.oracle.objective
+def rank(oracle: Any, folder: Path) -> list[TrialRow]:
+    """All trials of keras-tuner's `oracle` for the sweep in `folder`, best first by the objective;
+    unfinished and failed ones last."""
+    objective = oracle.objective
     rows = []
-    for trial in tuner.oracle.trials.values():
-        status, reason = _trial_status(trial, folder / trial.trial_id / "execution0")
+    for trial in oracle.trials.values():
+        executions = rundir.execution_dirs(rundir.trial_dir(folder, trial.trial_id))
+        status, reason = _trial_status(trial, executions[0] if executions else None)
         score = trial.score if status == "completed" and trial.score is not None else None
         rows.append(TrialRow(trial_id=trial.trial_id, status=status, score=score,
                              values={k: v for k, v in trial.hyperparameters.values.items()
                                      if not k.startswith("tuner/")},
                              best_epoch=None if trial.best_step is None else int(trial.best_step) + 1,
                              reason=reason,
-                             execution_scores=_execution_scores(folder / trial.trial_id, objective)
-                             if score is not None else ()))
+                             execution_scores=_execution_scores(executions, objective) if score is not None else ()))
     sign = -1.0 if objective.direction == "max" else 1.0
     return sorted(rows, key=lambda r: (r.score is None, sign * (r.score or 0.0), r.trial_id))
 
@@ -111,9 +103,7 @@ def format_table(rows: list[TrialRow], keys: list[str], objective: str) -> str:
              *([("-" if r.spread is None else f"{r.spread:.4f}")] if spread else []),
              "-" if r.best_epoch is None else str(r.best_epoch), *[_fmt(r.values.get(k, "-")) for k in keys]]
             for i, r in enumerate(rows)]
-    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *body]]
-    return "\n".join(lines)
+    return text_table(header, body)
 
 
 def write_results(config: Config, rows: list[TrialRow], folder: Path) -> Path | None:
@@ -129,14 +119,14 @@ def write_results(config: Config, rows: list[TrialRow], folder: Path) -> Path | 
         writer.writerow([i + 1, r.trial_id, r.status, "" if r.score is None else r.score,
                          "" if r.spread is None else r.spread, "" if r.best_epoch is None else r.best_epoch,
                          *[r.values.get(k, "") for k in keys], r.reason])
-    write_text(folder / "results.csv", buf.getvalue())
-    write_json(folder / "results.json", {"objective": config.sweep.objective,
-                                         "trials": [{**dataclasses.asdict(r), "spread": r.spread} for r in rows]})
+    write_text(folder / rundir.RESULTS_CSV, buf.getvalue())
+    trials = [{**dataclasses.asdict(r), "spread": r.spread} for r in rows]
+    write_json(folder / rundir.RESULTS_JSON, {"objective": config.sweep.objective, "trials": trials})
     best = next((r for r in rows if r.score is not None), None)
     if best is None:
         return None
     best_config = best_trial_config(config, best)
-    path = folder / "best.toml"
+    path = folder / rundir.BEST_CONFIG
     write_text(path, to_toml(best_config, f"Best trial {best.trial_id} of sweep {folder} "
                                           f"({config.sweep.objective} {best.score:.4f}).\n"
                                           f"Run with: tfsoftmax run {path}"))
@@ -144,11 +134,10 @@ def write_results(config: Config, rows: list[TrialRow], folder: Path) -> Path | 
 
 
 def best_trial_config(config: Config, best: TrialRow) -> Config:
-    """The best trial's full config as a plain experiment: its values, the epochs it trained, no sweep.
-    (Cutting it at the trial's best epoch was measured to change nothing for the better: the final
-    retrain sees other data, and its last-epoch accuracy swings by ~0.03 at high learning rates.)"""
+    """The best trial's full config as a plain experiment: its values, all the epochs it trained (not cut at
+    its best epoch), no sweep."""
     chosen = config_for(config, best.values)
-    epochs = chosen.train.epochs if "train.epochs" in best.values else trial_epochs(config)
+    epochs = chosen.train.epochs if "train.epochs" in best.values else config.trial_epochs
     return dataclasses.replace(
         chosen, train=dataclasses.replace(chosen.train, epochs=epochs),
         logging=dataclasses.replace(chosen.logging, experiment=f"{config.logging.experiment}_best"),

@@ -1,0 +1,104 @@
+"""The sweep's keras-tuner HyperModel: `build` declares every swept key and builds with `build_model`,
+`fit` trains one execution of a trial as a complete run directory through `train.fit`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner
+
+from tfsoftmax import checkpoint, kt_private, rundir, train
+from tfsoftmax import data as data_lib
+from tfsoftmax.config import Config, override
+from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.model import build_model, graph_key, reset_to
+from tfsoftmax.results import config_for, execution_seed
+from tfsoftmax.space import SpaceEntry
+from tfsoftmax.stopping import StopSignal
+
+RESUME_WITH = "the same `tfsoftmax sweep` command (the trial continues from its last finished epoch)"
+
+
+def declare(hp: keras_tuner.HyperParameters, entry: SpaceEntry) -> Any:
+    """Register one space entry with keras-tuner and return its current value."""
+    if entry.values:
+        return hp.Choice(entry.key, list(entry.values))
+    if isinstance(entry.min, int):
+        return hp.Int(entry.key, int(entry.min), int(entry.max), step=int(entry.step) if entry.step else None,
+                      sampling=entry.sampling)
+    return hp.Float(entry.key, entry.min, entry.max, step=entry.step, sampling=entry.sampling)
+
+
+def history(epochs: dict[str, list[float]]) -> keras.callbacks.History:
+    """A Keras History holding a trial's per-epoch metrics, which keras-tuner reads the score from."""
+    result = keras.callbacks.History()
+    result.history = {k: list(v) for k, v in epochs.items() if k != "steps"}
+    return result
+
+
+def execution_dir(callbacks: list) -> Path:
+    """The run directory of the execution being fitted: keras-tuner points the TensorBoard callback (found,
+    as keras-tuner finds it, by its class name) at `<sweep>/<trial_id>/execution<N>` for each execution."""
+    board = next(c for c in callbacks if type(c).__name__ == "TensorBoard")
+    return Path(board.log_dir)
+
+
+class HyperModel(keras_tuner.HyperModel):
+    """The sweep's config, data and splits (loaded once for every trial), and the models this process has
+    traced, keyed by what changes their graph: tracing each trial's model anew costs time and memory that
+    TensorFlow never gives back."""
+
+    def __init__(self, config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits,
+                 stop: StopSignal) -> None:
+        super().__init__()
+        self.config, self.dataset, self.splits, self.stop = config, dataset, splits, stop
+        self.traced: dict[tuple, keras.Model] = {}
+
+    def starting_model(self, trial_config: Config) -> keras.Model:
+        """A fresh model's starting state, in a model this process already traced where there is one."""
+        train.seed_everything(trial_config.train.seed)
+        fresh = build_model(self.dataset.image_shape, self.dataset.num_classes, trial_config.model,
+                            trial_config.train)
+        model = self.traced.setdefault(graph_key(trial_config.model, trial_config.train), fresh)
+        return model if model is fresh else reset_to(model, fresh)
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        # Every swept key is declared here, so even the first trial's HParams record holds them all.
+        values = {entry.key: declare(hp, entry) for entry in self.config.sweep.space}
+        return self.starting_model(config_for(self.config, values))
+
+    def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, callbacks: list, epochs: int,
+            **kwargs: Any) -> keras.callbacks.History:
+        # keras-tuner's verbosity is `display`: epoch lines with its tables, else one line per trial.
+        epoch_lines = bool(kwargs.pop("verbose", 0))
+        trial_config = config_for(self.config, hp.values)
+        if "train.epochs" in hp.values:
+            epochs = trial_config.train.epochs
+        run_dir = execution_dir(callbacks)
+        execution = rundir.execution_index(run_dir)
+        if execution:  # each execution is its own seed, so averaging executions averages seeds
+            trial_config = override(trial_config, {"train.seed": execution_seed(trial_config.train.seed, execution)})
+            if "tuner/trial_id" not in hp.values:  # Hyperband loaded a parent's weights: keep them
+                model = self.starting_model(trial_config)
+        started = time.perf_counter()
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TfsoftmaxError(f"cannot write in {run_dir}: {e.strerror}", RUNTIME_ERROR) from None
+        train.write_run_files(run_dir, override(trial_config, {"train.epochs": epochs}), self.dataset, RESUME_WITH)
+        prior = rundir.read_record(run_dir)
+        if prior is not None and prior["status"] == "completed":
+            return history(prior["history"])  # finished before the sweep was interrupted: keep it
+        resume = checkpoint.resume_point(run_dir, prior) if checkpoint.latest(run_dir) else None
+        if resume is not None:
+            kt_private.keep_best_epoch(callbacks, resume.history)
+        record = train.fit(model, self.splits, trial_config, run_dir, callbacks, epochs, resume,
+                           epoch_lines=epoch_lines, stop=self.stop, **kwargs)
+        train.finish_trial(model, record, run_dir, started)
+        if record.divergence is not None:
+            raise keras_tuner.errors.FailedTrialError(f"diverged: {record.divergence['reason']}")
+        # The whole trial's epochs, also those before a resume, so keras-tuner scores all of them.
+        return history(record.history)
