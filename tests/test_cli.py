@@ -10,12 +10,17 @@ from typing import Callable
 
 import pytest
 
-from tfsoftmax import cli
+from tfsoftmax import cli, tune
+from tfsoftmax.config import load_config
 
-NO_TF = ("import sys, runpy; sys.argv = ['tfsoftmax'] + sys.argv[1:]\n"
-         "from tfsoftmax.cli import main\ncode = main(sys.argv[1:])\n"
-         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n"
-         "sys.exit(code)")
+from test_tune import sweep_file
+
+NO_TF = (
+    "import sys, runpy; sys.argv = ['tfsoftmax'] + sys.argv[1:]\n"
+    "from tfsoftmax.cli import main\ncode = main(sys.argv[1:])\n"
+    "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'\n"
+    "sys.exit(code)"
+)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -53,8 +58,9 @@ def test_board_on_missing_logdir(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_run_prints_summary_and_logdir_override(write_config: Callable[..., Path], tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_prints_summary_and_logdir_override(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "other root"
     assert cli.main(["run", str(write_config()), "--logdir", str(root)]) == 0
     out = capsys.readouterr().out
@@ -63,8 +69,9 @@ def test_run_prints_summary_and_logdir_override(write_config: Callable[..., Path
     assert "run completed: test accuracy" in out
 
 
-def test_diverged_run_exits_1_with_reason(write_config: Callable[..., Path],
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_diverged_run_exits_1_with_reason(
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_config("[train]\nlr = 1e36\n[data]\nscale = false")
     assert cli.main(["run", str(path)]) == 1
     err = capsys.readouterr().err
@@ -73,15 +80,23 @@ def test_diverged_run_exits_1_with_reason(write_config: Callable[..., Path],
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "diverged"
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["--verbose", "run", "x.toml"], True), (["run", "x.toml", "--verbose"], True), (["run", "x.toml"], False),
-    (["--verbose", "board"], True), (["board", "--verbose"], True)])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--verbose", "run", "x.toml"], True),
+        (["run", "x.toml", "--verbose"], True),
+        (["run", "x.toml"], False),
+        (["--verbose", "board"], True),
+        (["board", "--verbose"], True),
+    ],
+)
 def test_verbose_goes_before_or_after_the_command(argv: list[str], expected: bool) -> None:
     assert cli.build_parser().parse_args(argv).verbose is expected
 
 
-def test_sweep_workers_read_the_resolved_config_and_inherit_verbose(write_config: Callable[..., Path],
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sweep_workers_read_the_resolved_config_and_inherit_verbose(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tfsoftmax import distribute
     from tfsoftmax.config import load_config
 
@@ -103,11 +118,16 @@ def test_sweep_workers_read_the_resolved_config_and_inherit_verbose(write_config
     assert not Path(seen["args"][0]).exists()  # removed once the processes are done
 
 
-@pytest.mark.parametrize(("flags", "variable", "display"), [([], None, False), (["--verbose"], None, True),
-                                                            ([], "1", True)])
-def test_sweep_shows_keras_tuner_tables_only_when_verbose(write_config: Callable[..., Path],
-                                                          monkeypatch: pytest.MonkeyPatch, flags: list[str],
-                                                          variable: str | None, display: bool) -> None:
+@pytest.mark.parametrize(
+    ("flags", "variable", "display"), [([], None, False), (["--verbose"], None, True), ([], "1", True)]
+)
+def test_sweep_shows_keras_tuner_tables_only_when_verbose(
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    variable: str | None,
+    display: bool,
+) -> None:
     from tfsoftmax import tune
     from tfsoftmax.terminal import VERBOSE_ENV
 
@@ -126,3 +146,42 @@ def test_sweep_shows_keras_tuner_tables_only_when_verbose(write_config: Callable
     with pytest.raises(Searched) as e:
         cli.main(["sweep", str(path), *flags])
     assert e.value.args[0]["display"] is display
+
+
+def test_role_needs_oracle(write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    path = sweep_file(write_config, '"data.batch_size" = { values = [8, 16] }', trials=5)
+    assert cli.main(["sweep", str(path), "--role", "worker"]) == 2
+    assert "--role and --oracle go together" in capsys.readouterr().err
+    assert cli.main(["sweep", str(path), "--role", "worker", "--oracle", "nohost"]) == 2
+    assert "--oracle: got 'nohost'; allowed: HOST:PORT" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dry_run_trains_nothing(write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    path = sweep_file(write_config, '"data.batch_size" = { values = [8, 16] }', trials=5)
+    assert cli.main(["sweep", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "trials: 5, 1 epochs each" in out and "batch 8:" in out and "estimated time:" in out
+    assert not tune.sweep_dir(load_config(path)).exists()
+
+
+def test_empty_space_is_refused(write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["sweep", str(write_config())]) == 2
+    assert "[sweep.space]: empty; open at least one key" in capsys.readouterr().err
+
+
+def test_a_sweep_without_a_completed_trial_exits_1(
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = sweep_file(
+        write_config, '"train.lr" = { values = [1e36] }', trials=1, algorithm="grid", extra="[data]\nscale = false\n"
+    )
+    code = cli.main(["sweep", str(path)])
+    sweep = tune.sweep_dir(load_config(path))
+    # Above it, keras-tuner's traceback of the failed trial (its DEBUG default).
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert code == 1 and last == (
+        "tfsoftmax: error: sweep: no trial completed, so there is no best configuration; "
+        f"each trial's status and reason: {sweep / 'results.csv'}"
+    )
+    assert "diverged" in (sweep / "results.csv").read_text() and not (sweep / "best.toml").exists()

@@ -12,15 +12,19 @@ from tfsoftmax.config import Config, load_config, override
 
 from conftest import ROOT, write_tiny_cache
 
-SESSIONS = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
-                                                      "STATUS_RUNNING"],
-            "colParams": [], "startIndex": 0, "sliceSize": 100}
+SESSIONS = {
+    "experimentName": "",
+    "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+    "colParams": [],
+    "startIndex": 0,
+    "sliceSize": 100,
+}
 
 
 def test_session_holds_the_standard_keys_and_what_differs_from_the_defaults() -> None:
     config = override(Config(), {"train.lr": 0.3, "model.init_stddev": 0.05, "data.data_dir": "/somewhere"})
     values = hparams.run_hparams(config)
-    assert list(values)[:len(hparams.STANDARD_KEYS)] == list(hparams.STANDARD_KEYS)
+    assert list(values)[: len(hparams.STANDARD_KEYS)] == list(hparams.STANDARD_KEYS)
     assert values["train.lr"] == 0.3 and values["model.init_stddev"] == 0.05
     assert "data.data_dir" not in values and "data.validation_fraction" not in values
 
@@ -39,8 +43,16 @@ def test_the_five_d2l_learning_rate_runs_are_five_sessions(tmp_path: Path, tenso
     assert len(files) == 5
     runs = {}
     for path in files:
-        config = load_config(path, [f'data.data_dir="{tmp_path / "tfds"}"', f'logging.root="{tmp_path / "logs"}"',
-                                    "train.epochs=2", "data.batch_size=16", "logging.num_images=4"])
+        config = load_config(
+            path,
+            [
+                f'data.data_dir="{tmp_path / "tfds"}"',
+                f'logging.root="{tmp_path / "logs"}"',
+                "train.epochs=2",
+                "data.batch_size=16",
+                "logging.num_images=4",
+            ],
+        )
         runs[config.logging.run_name] = train.run(config)
     board = tensorboard(tmp_path / "logs" / "d2l_lr")
     board.wait_for(lambda: len(board.post("/data/plugin/hparams/session_groups", SESSIONS)["sessionGroups"]) == 5)

@@ -30,31 +30,49 @@ for path in sys.argv[2:]:
 def _sweep_files(write_config: Callable[..., Path]) -> list[Path]:
     paths = []
     for algorithm, trials in ALGORITHMS.items():
-        paths.append(write_config(f'[sweep]\nalgorithm = "{algorithm}"\nmax_trials = {max(trials, 1)}\nepochs = 3\n'
-                                  '[sweep.space]\n"train.lr" = { min = 0.01, max = 1.0, sampling = "log" }\n'
-                                  + ('"data.batch_size" = { values = [8, 16, 32] }\n' if algorithm != "bayesian"
-                                     else ""), name=f"sweep_{algorithm}"))
+        paths.append(
+            write_config(
+                f'[sweep]\nalgorithm = "{algorithm}"\nmax_trials = {max(trials, 1)}\nepochs = 3\n'
+                '[sweep.space]\n"train.lr" = { min = 0.01, max = 1.0, sampling = "log" }\n'
+                + ('"data.batch_size" = { values = [8, 16, 32] }\n' if algorithm != "bayesian" else ""),
+                name=f"sweep_{algorithm}",
+            )
+        )
     return paths
 
 
 def _trials(sweep: Path) -> list[tuple]:
     """Each trial's id, values, score and per-epoch training loss, as the sweep left them on disk."""
     saved = json.loads((sweep / "results.json").read_text())["trials"]
-    return sorted((t["trial_id"], t["values"], t["score"], json.loads(
-        (sweep / t["trial_id"] / "execution0" / "metrics.json").read_text())["history"]["loss"]) for t in saved)
+    return sorted(
+        (
+            t["trial_id"],
+            t["values"],
+            t["score"],
+            json.loads((sweep / t["trial_id"] / "execution0" / "metrics.json").read_text())["history"]["loss"],
+        )
+        for t in saved
+    )
 
 
 def _search_in_child(root: Path, paths: list[Path]) -> dict[str, list[tuple]]:
     # A fresh interpreter each time: nothing seeded in this process (Python's random included) can leak in.
-    done = subprocess.run([sys.executable, "-c", SEARCH_ALL, str(root), *map(str, paths)], env=child_env(),
-                          capture_output=True, text=True, timeout=500, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", SEARCH_ALL, str(root), *map(str, paths)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=500,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return {path.stem: _trials(root / path.stem) for path in paths}
 
 
 @pytest.mark.slow
 def test_every_algorithm_proposes_and_scores_the_same_trials_in_two_processes(
-        write_config: Callable[..., Path], tmp_path: Path) -> None:
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
     paths = _sweep_files(write_config)
     first, second = _search_in_child(tmp_path / "a", paths), _search_in_child(tmp_path / "b", paths)
     assert first == second
@@ -64,28 +82,38 @@ def test_every_algorithm_proposes_and_scores_the_same_trials_in_two_processes(
 
 
 @pytest.mark.slow
-def test_two_workers_propose_and_score_what_one_process_does(write_config: Callable[..., Path],
-                                                            tmp_path: Path) -> None:
-    path = write_config('[sweep]\nalgorithm = "random"\nmax_trials = 4\nepochs = 2\n[sweep.space]\n'
-                        '"train.lr" = { min = 0.01, max = 1.0, sampling = "log" }', name="sweep_workers")
+def test_two_workers_propose_and_score_what_one_process_does(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    path = write_config(
+        '[sweep]\nalgorithm = "random"\nmax_trials = 4\nepochs = 2\n[sweep.space]\n'
+        '"train.lr" = { min = 0.01, max = 1.0, sampling = "log" }',
+        name="sweep_workers",
+    )
     alone = _search_in_child(tmp_path / "alone", [path])["sweep_workers"]
-    done = subprocess.run(tfsoftmax_command("sweep", str(path), "--workers", "2", "--logdir", str(tmp_path / "w")),
-                          env=child_env(), capture_output=True, text=True, timeout=500)
+    done = subprocess.run(
+        tfsoftmax_command("sweep", str(path), "--workers", "2", "--logdir", str(tmp_path / "w")),
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert _trials(tmp_path / "w" / "sweep_workers") == alone
 
 
 @pytest.mark.parametrize("how", ["file", "set"])
 def test_sweep_without_a_validation_split_is_refused_before_it_starts(
-        write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str], how: str) -> None:
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str], how: str
+) -> None:
     space = '[sweep]\nmax_trials = 2\n[sweep.space]\n"train.lr" = { values = [0.1, 0.5] }'
     path = write_config(space + ("\n[data]\nvalidation_fraction = 0" if how == "file" else ""))
     overrides = [] if how == "file" else ["data.validation_fraction=0"]
     code, err = one_line_error(["sweep", str(path), *[a for o in overrides for a in ("--set", o)]], capsys)
     assert code == 2
-    assert err == (f"tfsoftmax: error: {path}: data.validation_fraction: got 0.0, which would score and choose "
-                   "trials on the test split; allowed in a sweep: a number in (0, 1), e.g. 0.1 (--final then "
-                   "retrains the best on train+validation)")
+    assert err == (
+        f"tfsoftmax: error: {path}: data.validation_fraction: got 0.0, which would score and choose "
+        "trials on the test split; allowed in a sweep: a number in (0, 1), e.g. 0.1 (--final then "
+        "retrains the best on train+validation)"
+    )
     config = load_config(path, overrides)
     assert not tune.sweep_dir(config).exists()  # no trial, no tuner state
     with pytest.raises(tune.TfsoftmaxError, match="would score and choose trials on the test split"):
@@ -95,9 +123,14 @@ def test_sweep_without_a_validation_split_is_refused_before_it_starts(
 
 @pytest.mark.slow
 def test_executions_are_different_seeds_each_rerunnable_and_averaged(write_config: Callable[..., Path]) -> None:
-    config = load_config(write_config('[sweep]\nalgorithm = "grid"\nmax_trials = 1\nepochs = 2\n'
-                                      'executions_per_trial = 3\n[sweep.space]\n"train.lr" = { values = [0.05] }\n'
-                                      '[train]\nseed = 7', name="sw"))
+    config = load_config(
+        write_config(
+            '[sweep]\nalgorithm = "grid"\nmax_trials = 1\nepochs = 2\n'
+            'executions_per_trial = 3\n[sweep.space]\n"train.lr" = { values = [0.05] }\n'
+            "[train]\nseed = 7",
+            name="sw",
+        )
+    )
     result = tune.search(config)
     trial = tune.sweep_dir(config) / result.rows[0].trial_id
     seeds = [load_config(trial / f"execution{i}" / "config.toml").train.seed for i in range(3)]

@@ -55,13 +55,11 @@ def _env(**changes: str | None) -> dict[str, str]:
 
 def _merged(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run a child with stderr merged into stdout, as `2>&1` in a terminal."""
-    return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=300)
 
 
 def _python(code: str, **env: str | None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(**env),
-                          timeout=300)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(**env), timeout=300)
 
 
 def _chatter(output: str) -> list[str]:
@@ -79,8 +77,10 @@ def test_run_shows_no_tensorflow_startup_chatter(write_config: Callable[..., Pat
 @pytest.mark.slow
 def test_verbose_flag_and_variable_show_everything_again(write_config: Callable[..., Path]) -> None:
     path = str(write_config())
-    for command, env in ((tfsoftmax_command("run", path, "--verbose"), _env()),
-                         (tfsoftmax_command("run", path), _env(**{VERBOSE_ENV: "1"}))):
+    for command, env in (
+        (tfsoftmax_command("run", path, "--verbose"), _env()),
+        (tfsoftmax_command("run", path), _env(**{VERBOSE_ENV: "1"})),
+    ):
         result = _merged(command, env)
         assert result.returncode == 0, result.stdout
         # cuInit is an ERROR line: it shows only if the log level is not forced up either.
@@ -132,8 +132,9 @@ def test_every_line_written_before_exit_arrives_in_order() -> None:
 
 
 def test_error_line_arrives_after_the_filter_is_on() -> None:
-    result = subprocess.run(tfsoftmax_command("numerics", "--dtype", "float7"), capture_output=True, text=True,
-                            env=_env(), timeout=120)
+    result = subprocess.run(
+        tfsoftmax_command("numerics", "--dtype", "float7"), capture_output=True, text=True, env=_env(), timeout=120
+    )
     assert result.returncode == 2
     assert result.stderr.startswith("tfsoftmax: error: ") and result.stderr.count("\n") == 1, result.stderr
 
@@ -190,8 +191,9 @@ def test_ctrl_c_to_the_whole_group_leaves_the_filter_forwarding() -> None:
         except KeyboardInterrupt:
             print("tfsoftmax: error: interrupted", file=sys.stderr)
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60,
-                            start_new_session=True)  # its own group: the signal stays away from pytest
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60, start_new_session=True
+    )  # its own group: the signal stays away from pytest
     assert result.returncode == 0, result.stderr
     assert result.stderr.splitlines() == ["before", "tfsoftmax: error: interrupted"]
 
@@ -207,8 +209,9 @@ def test_exit_does_not_wait_for_a_child_that_holds_stderr() -> None:
     """)
     with tempfile.TemporaryFile() as err:
         start = time.monotonic()
-        result = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err, env=_env(),
-                                timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=err, env=_env(), timeout=60
+        )
         elapsed = time.monotonic() - start
         os.kill(int(result.stdout), signal.SIGKILL)
         err.seek(0)
@@ -221,15 +224,18 @@ def test_known_notices_are_recognised() -> None:
     assert [line for line in NOTICES if not notices.is_notice(line + "\n")] == []
 
 
-@pytest.mark.parametrize("line", [
-    # On a machine with a GPU, a failed cuInit is a real error: no "no cuda drivers" notice came first.
-    NOTICES[3],
-    "E0000 00:00:1796162048.550159   30489 op_kernel.cc:1857] OP_REQUIRES failed at reshape_op.h:65",
-    "W0000 00:00:1796162298.408352    9091 local_rendezvous.cc:412] Local rendezvous is aborting",
-    "oneDNN custom operations are on.",  # the words alone, without TensorFlow's log prefix
-    "tfsoftmax: error: cuda drivers",
-    "Traceback (most recent call last):",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        # On a machine with a GPU, a failed cuInit is a real error: no "no cuda drivers" notice came first.
+        NOTICES[3],
+        "E0000 00:00:1796162048.550159   30489 op_kernel.cc:1857] OP_REQUIRES failed at reshape_op.h:65",
+        "W0000 00:00:1796162298.408352    9091 local_rendezvous.cc:412] Local rendezvous is aborting",
+        "oneDNN custom operations are on.",  # the words alone, without TensorFlow's log prefix
+        "tfsoftmax: error: cuda drivers",
+        "Traceback (most recent call last):",
+    ],
+)
 def test_other_lines_pass(line: str) -> None:
     assert not StartupNotices().is_notice(line)
 
@@ -238,16 +244,21 @@ def test_retracing_filter_drops_only_the_retracing_warning() -> None:
     def record(message: str) -> logging.LogRecord:
         return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, message, None, None)
 
-    retracing = ("5 out of the last 5 calls to <function f at 0x7fd179001120> triggered tf.function retracing. "
-                 "Tracing is expensive and the excessive number of tracings could be due to ...")
+    retracing = (
+        "5 out of the last 5 calls to <function f at 0x7fd179001120> triggered tf.function retracing. "
+        "Tracing is expensive and the excessive number of tracings could be due to ..."
+    )
     assert not RetracingFilter().filter(record(retracing))
     assert RetracingFilter().filter(record("Your input ran out of data; interrupting training."))
 
 
-@pytest.mark.parametrize(("value", "flag", "expected"), [
-    (None, False, False), ("", False, False), ("0", False, False), ("1", False, True), (None, True, True)])
-def test_verbose_from_flag_or_variable(monkeypatch: pytest.MonkeyPatch, value: str | None, flag: bool,
-                                       expected: bool) -> None:
+@pytest.mark.parametrize(
+    ("value", "flag", "expected"),
+    [(None, False, False), ("", False, False), ("0", False, False), ("1", False, True), (None, True, True)],
+)
+def test_verbose_from_flag_or_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, flag: bool, expected: bool
+) -> None:
     if value is None:
         monkeypatch.delenv(VERBOSE_ENV, raising=False)
     else:

@@ -1,21 +1,18 @@
-"""Sweeps on the tiny generated data: space, HParams, batch size, divergence, resume, workers."""
+"""Sweeps on the tiny generated data: space, HParams, batch size, each trial a run, Hyperband, divergence,
+the best config and --final, progress. Stopping, resuming and workers are in test_sweep_resume."""
 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from tfsoftmax import estimate, hypermodel, results, train, tune
-from tfsoftmax.config import load_config, override
-from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.config import load_config
+from tfsoftmax.errors import TfsoftmaxError
 
-from conftest import child_env, tfsoftmax_command
 
 SPACE = """
 [sweep]
@@ -27,10 +24,15 @@ epochs = {epochs}
 """
 
 
-def sweep_file(write_config: Callable[..., Path], space: str, trials: int = 3, epochs: int = 1,
-               algorithm: str = "random", extra: str = "") -> Path:
-    return write_config(extra + SPACE.format(algorithm=algorithm, trials=trials, epochs=epochs, space=space),
-                        name="sw")
+def sweep_file(
+    write_config: Callable[..., Path],
+    space: str,
+    trials: int = 3,
+    epochs: int = 1,
+    algorithm: str = "random",
+    extra: str = "",
+) -> Path:
+    return write_config(extra + SPACE.format(algorithm=algorithm, trials=trials, epochs=epochs, space=space), name="sw")
 
 
 def trial_records(sweep: Path) -> dict[str, dict]:
@@ -40,15 +42,24 @@ def trial_records(sweep: Path) -> dict[str, dict]:
 def test_space_entries_are_declared_with_their_types(write_config: Callable[..., Path]) -> None:
     import keras_tuner
 
-    config = load_config(sweep_file(write_config, '"train.lr" = { min = 0.01, max = 1.0, sampling = "log" }\n'
-                                                  '"data.batch_size" = { values = [8, 32] }\n'
-                                                  '"train.epochs" = { min = 1, max = 3 }\n'
-                                                  '"train.optimizer" = { values = ["sgd", "adam"] }'))
+    config = load_config(
+        sweep_file(
+            write_config,
+            '"train.lr" = { min = 0.01, max = 1.0, sampling = "log" }\n'
+            '"data.batch_size" = { values = [8, 32] }\n'
+            '"train.epochs" = { min = 1, max = 3 }\n'
+            '"train.optimizer" = { values = ["sgd", "adam"] }',
+        )
+    )
     hp = keras_tuner.HyperParameters()
     values = {e.key: hypermodel.declare(hp, e) for e in config.sweep.space}
     kinds = {h.name: type(h).__name__ for h in hp.space}
-    assert kinds == {"train.lr": "Float", "data.batch_size": "Choice", "train.epochs": "Int",
-                     "train.optimizer": "Choice"}
+    assert kinds == {
+        "train.lr": "Float",
+        "data.batch_size": "Choice",
+        "train.epochs": "Int",
+        "train.optimizer": "Choice",
+    }
     trial = results.config_for(config, values)
     assert trial.data.batch_size == 8 and trial.train.optimizer == "sgd" and trial.train.epochs == 1
 
@@ -60,7 +71,7 @@ BAD_SPACES = [
     ('"train.optimizer" = { values = ["sgd", "lbfgs"] }', 'train.optimizer: got "lbfgs"; allowed: sgd'),
     ('"train.optimizer" = { min = 1, max = 2 }', "train.optimizer is a string, so it takes { values = [...] }"),
     ('"train.lr" = { min = 0.0, max = 1.0, sampling = "log" }', "train.lr: got 0.0; allowed: a finite number > 0"),
-    ('"train.lr" = { min = 0.1, max = 1.0, sampling = "cubic" }', "sampling: got \"cubic\"; allowed: linear | log"),
+    ('"train.lr" = { min = 0.1, max = 1.0, sampling = "cubic" }', 'sampling: got "cubic"; allowed: linear | log'),
     ('"train.lr" = { values = [] }', "values: expected a non-empty list, got []"),
     ('"train.lr" = 0.1', "expected a table like { min = 0.001, max = 1.0"),
     ('"logging.root" = { values = ["a", "b"] }', "not a config key that can be swept"),
@@ -83,21 +94,34 @@ def test_sweep_keys_take_overrides(write_config: Callable[..., Path]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.tensorboard
-def test_hparams_dashboard_lists_every_trial_with_every_key(write_config: Callable[..., Path],
-                                                             tensorboard: Callable) -> None:
-    config = load_config(sweep_file(write_config, '"train.lr" = { min = 0.05, max = 1.0, sampling = "log" }\n'
-                                                  '"data.batch_size" = { values = [8, 16, 32] }', trials=3))
+def test_hparams_dashboard_lists_every_trial_with_every_key(
+    write_config: Callable[..., Path], tensorboard: Callable
+) -> None:
+    config = load_config(
+        sweep_file(
+            write_config,
+            '"train.lr" = { min = 0.05, max = 1.0, sampling = "log" }\n"data.batch_size" = { values = [8, 16, 32] }',
+            trials=3,
+        )
+    )
     result = tune.search(config)
     assert [r.status for r in result.rows] == ["completed"] * 3
     board = tensorboard(Path(config.logging.root))
-    body = {"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
-                                                      "STATUS_RUNNING"],
-            "colParams": [], "startIndex": 0, "sliceSize": 100}
+    body = {
+        "experimentName": "",
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+        "colParams": [],
+        "startIndex": 0,
+        "sliceSize": 100,
+    }
     board.wait_for(lambda: len(board.post("/data/plugin/hparams/session_groups", body)["sessionGroups"]) == 3)
     experiment = board.post("/data/plugin/hparams/experiment", {"experimentName": ""})
     assert {h["name"] for h in experiment["hparamInfos"]} == {"train.lr", "data.batch_size"}
     assert {(m["name"]["group"], m["name"]["tag"]) for m in experiment["metricInfos"]} >= {
-        ("validation", "epoch_accuracy"), ("train", "epoch_time_s"), ("train", "epoch_examples_per_second")}
+        ("validation", "epoch_accuracy"),
+        ("train", "epoch_time_s"),
+        ("train", "epoch_examples_per_second"),
+    }
     groups = board.post("/data/plugin/hparams/session_groups", body)["sessionGroups"]
     by_trial = {g["name"]: g for g in groups}
     assert set(by_trial) == {r.trial_id for r in result.rows}
@@ -105,13 +129,15 @@ def test_hparams_dashboard_lists_every_trial_with_every_key(write_config: Callab
         group = by_trial[row.trial_id]
         assert set(group["hparams"]) == {"train.lr", "data.batch_size"}
         assert group["hparams"]["train.lr"] == pytest.approx(row.values["train.lr"])
-        val_acc = [m["value"] for m in group["metricValues"]
-                   if m["name"] == {"group": "validation", "tag": "epoch_accuracy"}]
+        val_acc = [
+            m["value"] for m in group["metricValues"] if m["name"] == {"group": "validation", "tag": "epoch_accuracy"}
+        ]
         assert val_acc == [pytest.approx(row.score)]
     scalars = board.get("/data/plugin/scalars/tags")
     trial_train = f"sw/{result.rows[0].trial_id}/execution0/train"
-    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_time_s",
-            "epoch_examples_per_second"} <= set(scalars[trial_train])
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_time_s", "epoch_examples_per_second"} <= set(
+        scalars[trial_train]
+    )
 
 
 def test_batch_size_changes_steps_per_epoch(write_config: Callable[..., Path]) -> None:
@@ -128,10 +154,16 @@ def test_each_trial_equals_a_run_of_its_saved_config(write_config: Callable[...,
     """Trials after the first reuse the first one's traced model: its starting state must be reset exactly
     (weights, momentum slots, step count, learning rate), as a fresh run of the trial's config shows."""
     optimizer = "momentum" if kind == "keras" else "sgd"
-    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.3, 0.05, 0.2] }\n'
-                                                  '"data.batch_size" = { values = [16, 32] }', trials=3,
-                                    algorithm="random", epochs=2,
-                                    extra=f'[model]\nkind = "{kind}"\n[train]\noptimizer = "{optimizer}"\n'))
+    config = load_config(
+        sweep_file(
+            write_config,
+            '"train.lr" = { values = [0.3, 0.05, 0.2] }\n"data.batch_size" = { values = [16, 32] }',
+            trials=3,
+            algorithm="random",
+            epochs=2,
+            extra=f'[model]\nkind = "{kind}"\n[train]\noptimizer = "{optimizer}"\n',
+        )
+    )
     tune.search(config)
     sweep = tune.sweep_dir(config)
     records = trial_records(sweep)
@@ -144,8 +176,15 @@ def test_each_trial_equals_a_run_of_its_saved_config(write_config: Callable[...,
 
 @pytest.mark.slow
 def test_hyperband_continues_trials_from_their_initial_epoch(write_config: Callable[..., Path]) -> None:
-    config = load_config(sweep_file(write_config, '"train.lr" = { min = 0.05, max = 0.5, sampling = "log" }',
-                                    algorithm="hyperband", epochs=4, extra='[train]\noptimizer = "momentum"\n'))
+    config = load_config(
+        sweep_file(
+            write_config,
+            '"train.lr" = { min = 0.05, max = 0.5, sampling = "log" }',
+            algorithm="hyperband",
+            epochs=4,
+            extra='[train]\noptimizer = "momentum"\n',
+        )
+    )
     result = tune.search(config)
     sweep = tune.sweep_dir(config)
     records = trial_records(sweep)
@@ -160,8 +199,15 @@ def test_hyperband_continues_trials_from_their_initial_epoch(write_config: Calla
 
 @pytest.mark.slow
 def test_diverging_trial_is_recorded_and_the_sweep_goes_on(write_config: Callable[..., Path]) -> None:
-    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.5, 1e36, 0.2] }', trials=3,
-                                    algorithm="grid", extra="[data]\nscale = false\n"))
+    config = load_config(
+        sweep_file(
+            write_config,
+            '"train.lr" = { values = [0.5, 1e36, 0.2] }',
+            trials=3,
+            algorithm="grid",
+            extra="[data]\nscale = false\n",
+        )
+    )
     result = tune.search(config)
     statuses = {row.values["train.lr"]: row.status for row in result.rows}
     assert statuses == {0.5: "completed", 1e36: "diverged", 0.2: "completed"}
@@ -179,8 +225,7 @@ def test_diverging_trial_is_recorded_and_the_sweep_goes_on(write_config: Callabl
 def test_best_toml_runs_as_is_and_final_uses_train_plus_validation(write_config: Callable[..., Path]) -> None:
     from tfsoftmax import train
 
-    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.05, 0.5] }', trials=2,
-                                    algorithm="grid"))
+    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.05, 0.5] }', trials=2, algorithm="grid"))
     result = tune.search(config)
     best = load_config(result.best_config_path)
     assert best.train.lr == result.rows[0].values["train.lr"] and best.train.epochs == 1
@@ -199,132 +244,26 @@ def test_best_toml_runs_as_is_and_final_uses_train_plus_validation(write_config:
 
 @pytest.mark.slow
 def test_overwrite_leaves_no_stale_runs(write_config: Callable[..., Path]) -> None:
-    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2, 0.3] }', trials=3,
-                                    algorithm="grid"))
+    config = load_config(
+        sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2, 0.3] }', trials=3, algorithm="grid")
+    )
     tune.search(config)
     smaller = load_config(sweep_file(write_config, '"train.lr" = { values = [0.1] }', trials=1, algorithm="grid"))
     tune.search(smaller, overwrite=True)
     assert sorted(trial_records(tune.sweep_dir(config))) == ["0"]
 
 
-def _sweep_cli(path: Path, *extra: str) -> list[str]:
-    return tfsoftmax_command("sweep", str(path), *extra)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-def test_interrupted_sweep_resumes_without_repeating_trials(write_config: Callable[..., Path],
-                                                            sig: signal.Signals) -> None:
-    path = sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2, 0.3] }', trials=3, epochs=120,
-                      algorithm="grid")
-    config = load_config(path)
-    sweep = tune.sweep_dir(config)
-    # A shell's background jobs ignore SIGINT and children inherit that; a user's Ctrl-C is not ignored.
-    process = subprocess.Popen(_sweep_cli(path), env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 240
-
-    def mid_trial() -> bool:  # one trial finished, the next one part-way
-        records = trial_records(sweep).values()
-        return any(r["status"] == "completed" for r in records) and any(
-            r["status"] == "running" and r["epochs_completed"] >= 2 for r in records)
-
-    while not mid_trial():
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.1)
-    finished_before = {t: (sweep / t / "execution0" / "metrics.json").stat().st_mtime_ns
-                       for t, r in trial_records(sweep).items() if r["status"] == "completed"}
-    process.send_signal(sig)
-    err = process.communicate(timeout=60)[1]
-    if sig != signal.SIGKILL:
-        assert process.returncode == 130 and "tfsoftmax: error: interrupted" in err, err[-3000:]
-        assert "interrupted" in [r["status"] for r in trial_records(sweep).values()]
-    else:
-        assert process.returncode == -signal.SIGKILL
-    assert any(r["status"] != "completed" for r in trial_records(sweep).values()) or len(trial_records(sweep)) < 3
-    resumed = subprocess.run(_sweep_cli(path), env=child_env(), capture_output=True, text=True, timeout=400)
-    assert resumed.returncode == 0, resumed.stderr
-    records = trial_records(sweep)
-    assert sorted(records) == ["0", "1", "2"]
-    assert all(r["status"] == "completed" for r in records.values())
-    for trial, mtime in finished_before.items():  # finished trials are kept, not run again
-        assert (sweep / trial / "execution0" / "metrics.json").stat().st_mtime_ns == mtime
-    # The trial cut part-way continued from its last finished epoch, and no trial keeps its
-    # resume checkpoint once finished: only keras-tuner's best-epoch weights stay.
-    resumed_at = [r["resumed_at_epochs"] for r in records.values() if "resumed_at_epochs" in r]
-    assert len(resumed_at) == 1 and resumed_at[0][0] >= 1, records  # a kill may leave it one epoch behind
-    assert all(r["epochs_completed"] == 120 and r["history"]["steps"] == [7] * 120 for r in records.values())
-    assert list(sweep.glob("*/execution0/checkpoint")) == []
-    assert len(list(sweep.glob("tuner/trial_*/checkpoint.weights.h5"))) == 3
-    rows = json.loads((sweep / "results.json").read_text())["trials"]
-    assert sorted(r["trial_id"] for r in rows) == ["0", "1", "2"]
-    again = subprocess.run(_sweep_cli(path), env=child_env(), capture_output=True, text=True, timeout=400)
-    assert again.returncode == 0 and "Running Trial" not in again.stdout  # a finished sweep runs nothing
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if text in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                    found.append(int(proc.name))
-            except OSError:
-                continue
-    return found
-
-
-@pytest.mark.slow
-def test_two_workers_share_the_trials_and_leave_no_process(write_config: Callable[..., Path], tmp_path: Path) -> None:
-    path = sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6] }', trials=6,
-                      epochs=3, algorithm="grid")
-    result = subprocess.run(_sweep_cli(path, "--workers", "2"), env=child_env(), capture_output=True, text=True,
-                            timeout=500)
-    assert result.returncode == 0, result.stderr
-    sweep = tune.sweep_dir(load_config(path))
-    records = trial_records(sweep)
-    assert sorted(records) == [str(i) for i in range(6)]
-    assert all(r["status"] == "completed" for r in records.values())
-    runners = {json.loads((sweep / t / "execution0" / "environment.json").read_text())["tuner_id"]
-               for t in records}
-    assert runners == {"worker0", "worker1"}
-    assert "workers: worker0, worker1" in result.stdout and (sweep / "best.toml").is_file()
-    assert _processes_mentioning(str(tmp_path)) == []  # the config the processes read lies under it too
-    assert list(sweep.parent.glob(".sw.sweep.toml")) == []
-
-
-def test_role_needs_oracle(write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
-    from tfsoftmax import cli
-
-    path = sweep_file(write_config, '"data.batch_size" = { values = [8, 16] }', trials=5)
-    assert cli.main(["sweep", str(path), "--role", "worker"]) == 2
-    assert "--role and --oracle go together" in capsys.readouterr().err
-    assert cli.main(["sweep", str(path), "--role", "worker", "--oracle", "nohost"]) == 2
-    assert "--oracle: got 'nohost'; allowed: HOST:PORT" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_dry_run_trains_nothing(write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
-    from tfsoftmax import cli
-
-    path = sweep_file(write_config, '"data.batch_size" = { values = [8, 16] }', trials=5)
-    assert cli.main(["sweep", str(path), "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    assert "trials: 5, 1 epochs each" in out and "batch 8:" in out and "estimated time:" in out
-    assert not tune.sweep_dir(load_config(path)).exists()
-
-
-def test_empty_space_is_refused(write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
-    from tfsoftmax import cli
-
-    assert cli.main(["sweep", str(write_config())]) == 2
-    assert "[sweep.space]: empty; open at least one key" in capsys.readouterr().err
-
-
 @pytest.mark.slow
 def test_scratch_model_sweeps_like_the_keras_one(write_config: Callable[..., Path]) -> None:
-    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.2, 0.5] }', trials=2,
-                                    algorithm="grid", extra='[model]\nkind = "scratch"\n'))
+    config = load_config(
+        sweep_file(
+            write_config,
+            '"train.lr" = { values = [0.2, 0.5] }',
+            trials=2,
+            algorithm="grid",
+            extra='[model]\nkind = "scratch"\n',
+        )
+    )
     result = tune.search(config)
     assert [r.status for r in result.rows] == ["completed", "completed"]
     records = trial_records(tune.sweep_dir(config))
@@ -333,86 +272,31 @@ def test_scratch_model_sweeps_like_the_keras_one(write_config: Callable[..., Pat
 
 
 @pytest.mark.slow
-def test_progress_is_one_line_per_trial_with_the_best_so_far(write_config: Callable[..., Path],
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_is_one_line_per_trial_with_the_best_so_far(
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     import re
 
-    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.01, 1e36] }', trials=2,
-                                    algorithm="grid", extra="[data]\nscale = false\n"))
+    config = load_config(
+        sweep_file(
+            write_config,
+            '"train.lr" = { values = [0.01, 1e36] }',
+            trials=2,
+            algorithm="grid",
+            extra="[data]\nscale = false\n",
+        )
+    )
     tune.search(config)
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("trial ")]
     assert len(lines) == 2 and "Running Trial" not in out and "Epoch 1/1" not in out, out
-    assert re.fullmatch(r"trial 1/2 \(id 0\) train\.lr=0\.01: val_accuracy (\d\.\d{4}) \| best \1 \(trial 0\) \| "
-                        r"\d+ s elapsed, ~\d+ s left", lines[0]), lines[0]
-    assert re.fullmatch(r"trial 2/2 \(id 1\) train\.lr=1e\+36: diverged: training loss became \S+ at "
-                        r"epoch 1, batch \d+ \| best \d\.\d{4} \(trial 0\) \| \d+ s elapsed, ~0 s left",
-                        lines[1]), lines[1]
-
-
-def test_an_error_inside_a_trial_stops_the_search_as_our_own_error(write_config: Callable[..., Path],
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import keras_tuner
-
-    def full_disk(*args: object, **kwargs: object) -> None:
-        raise TfsoftmaxError("cannot write in the trial: No space left on device", RUNTIME_ERROR, resumable=True)
-
-    monkeypatch.setattr(train, "finish_trial", full_disk)
-    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2] }', trials=2, algorithm="grid"))
-    with pytest.raises(tune.SearchStopped) as info:
-        tune.search(config)
-    # keras-tuner re-raised it as it is: not wrapped, not recorded as a failed trial with the search going on.
-    assert isinstance(info.value, keras_tuner.errors.FatalError) and info.value.exit_code == RUNTIME_ERROR
-    assert str(info.value) == ("cannot write in the trial: No space left on device; run the same sweep command "
-                               "again to resume")
-    assert sorted(trial_records(tune.sweep_dir(config))) == ["0"]
-
-
-def test_a_stop_between_trials_starts_no_more(write_config: Callable[..., Path],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from tfsoftmax.stopping import StopSignal
-
-    entered: list[StopSignal] = []
-
-    class Recorded(StopSignal):
-        def __enter__(self) -> StopSignal:
-            entered.append(self)
-            return super().__enter__()
-
-    finish = train.finish_trial
-
-    def finish_then_stop(*args: object, **kwargs: object) -> None:
-        finish(*args, **kwargs)
-        entered[0].request()  # as a Ctrl-C right after the trial's last epoch
-
-    monkeypatch.setattr(tune, "StopSignal", Recorded)
-    monkeypatch.setattr(train, "finish_trial", finish_then_stop)
-    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2] }', trials=2, algorithm="grid"))
-    with pytest.raises(KeyboardInterrupt):
-        tune.search(config)
-    records = trial_records(tune.sweep_dir(config))
-    assert sorted(records) == ["0"] and records["0"]["status"] == "completed"
-
-
-@pytest.mark.slow
-def test_a_resumed_grid_search_walks_on_from_where_it_stopped(write_config: Callable[..., Path]) -> None:
-    config = load_config(sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2, 0.3] }', trials=1,
-                                    algorithm="grid"))
-    tune.search(config)
-    result = tune.search(override(config, {"sweep.max_trials": 3}))
-    assert sorted(r.values["train.lr"] for r in result.rows) == [0.1, 0.2, 0.3]
-
-
-def test_a_sweep_without_a_completed_trial_exits_1(write_config: Callable[..., Path],
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    path = sweep_file(write_config, '"train.lr" = { values = [1e36] }', trials=1, algorithm="grid",
-                      extra="[data]\nscale = false\n")
-    from tfsoftmax import cli
-
-    code = cli.main(["sweep", str(path)])
-    sweep = tune.sweep_dir(load_config(path))
-    # Above it, keras-tuner's traceback of the failed trial (its DEBUG default).
-    last = capsys.readouterr().err.splitlines()[-1]
-    assert code == 1 and last == ("tfsoftmax: error: sweep: no trial completed, so there is no best configuration; "
-                                  f"each trial's status and reason: {sweep / 'results.csv'}")
-    assert "diverged" in (sweep / "results.csv").read_text() and not (sweep / "best.toml").exists()
+    assert re.fullmatch(
+        r"trial 1/2 \(id 0\) train\.lr=0\.01: val_accuracy (\d\.\d{4}) \| best \1 \(trial 0\) \| "
+        r"\d+ s elapsed, ~\d+ s left",
+        lines[0],
+    ), lines[0]
+    assert re.fullmatch(
+        r"trial 2/2 \(id 1\) train\.lr=1e\+36: diverged: training loss became \S+ at "
+        r"epoch 1, batch \d+ \| best \d\.\d{4} \(trial 0\) \| \d+ s elapsed, ~0 s left",
+        lines[1],
+    ), lines[1]

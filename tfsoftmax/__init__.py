@@ -41,8 +41,9 @@ def resume(run_dir: str | Path) -> RunResult:
     return resume_run(Path(run_dir))
 
 
-def sweep(config: Config, *, overwrite: bool = False, final: bool = False, workers: int = 0,
-          display: bool = False) -> SweepResult:
+def sweep(
+    config: Config, *, overwrite: bool = False, final: bool = False, workers: int = 0, display: bool = False
+) -> SweepResult:
     """Run a keras-tuner search over the config's [sweep.space], or resume it: running the same sweep
     again keeps its finished trials and continues the interrupted one.
 

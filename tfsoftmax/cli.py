@@ -47,11 +47,15 @@ def _loads_tensorflow(command: Callable[[argparse.Namespace], int]) -> Callable[
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and (args.config or args.set or args.logdir):
-        raise TfsoftmaxError("run: --resume RUN_DIR continues a run with the config saved in it; give either "
-                             "CONFIG (with --set/--logdir) or --resume RUN_DIR", CONFIG_ERROR)
+        raise TfsoftmaxError(
+            "run: --resume RUN_DIR continues a run with the config saved in it; give either "
+            "CONFIG (with --set/--logdir) or --resume RUN_DIR",
+            CONFIG_ERROR,
+        )
     if not args.resume and not args.config:
-        raise TfsoftmaxError("run: give an experiment file (e.g. experiments/fashion_mnist.toml) or "
-                             "--resume RUN_DIR", CONFIG_ERROR)
+        raise TfsoftmaxError(
+            "run: give an experiment file (e.g. experiments/fashion_mnist.toml) or --resume RUN_DIR", CONFIG_ERROR
+        )
     if args.resume:
         from tfsoftmax.checkpoint import resumable
 
@@ -63,11 +67,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = train.resume(Path(args.resume)) if args.resume else train.run(config)
     root = result.run_dir.parent.parent
     if result.status == "diverged":
-        raise TfsoftmaxError(f"diverged: {result.divergence['reason']}; record kept in {result.run_dir}",
-                             RUNTIME_ERROR)
+        raise TfsoftmaxError(f"diverged: {result.divergence['reason']}; record kept in {result.run_dir}", RUNTIME_ERROR)
     epochs = len(result.history.get("loss", []))
-    print(f"\nrun {result.status}: test accuracy {result.test['accuracy']:.4f}, test loss "
-          f"{result.test['loss']:.4f}, {epochs} epochs, {result.wall_time_s:.1f} s")
+    print(
+        f"\nrun {result.status}: test accuracy {result.test['accuracy']:.4f}, test loss "
+        f"{result.test['loss']:.4f}, {epochs} epochs, {result.wall_time_s:.1f} s"
+    )
     print(f"run directory: {result.run_dir}")
     print(f"TensorBoard:   tfsoftmax board {root}")
     return 0
@@ -76,11 +81,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     config = _config(args)
     if bool(args.role) != bool(args.oracle):
-        raise TfsoftmaxError("--role and --oracle go together: --role chief|worker --oracle HOST:PORT (the "
-                             "chief's address)", CONFIG_ERROR)
+        raise TfsoftmaxError(
+            "--role and --oracle go together: --role chief|worker --oracle HOST:PORT (the chief's address)",
+            CONFIG_ERROR,
+        )
     if args.role and (args.workers or args.final or args.overwrite or args.dry_run):
-        raise TfsoftmaxError("--role runs one side of a distributed sweep; --workers, --final, --overwrite and "
-                             "--dry-run belong to the launching command", CONFIG_ERROR)
+        raise TfsoftmaxError(
+            "--role runs one side of a distributed sweep; --workers, --final, --overwrite and "
+            "--dry-run belong to the launching command",
+            CONFIG_ERROR,
+        )
     require_space(config, args.config)
     _quiet_tensorflow(args)
     if args.dry_run:
@@ -100,8 +110,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from tfsoftmax.results import format_table
     from tfsoftmax.rundir import RESULTS_CSV, RESULTS_JSON
 
-    result = sweep(config, overwrite=args.overwrite, final=args.final, workers=args.workers or 0,
-                   display=args.verbose)
+    result = sweep(config, overwrite=args.overwrite, final=args.final, workers=args.workers or 0, display=args.verbose)
     if result.workers:
         print(f"\nworkers: {', '.join(result.workers)}")
     print(f"\n{format_table(result.rows, [e.key for e in config.sweep.space], config.sweep.objective)}")
@@ -111,8 +120,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"best config:   {result.best_config_path}  (tfsoftmax run {result.best_config_path})")
     if result.final is not None:
         final = result.final
-        print(f"\nfinal run on train+validation: test accuracy {final.test['accuracy']:.4f}, "
-              f"test loss {final.test['loss']:.4f}: {final.run_dir}")
+        print(
+            f"\nfinal run on train+validation: test accuracy {final.test['accuracy']:.4f}, "
+            f"test loss {final.test['loss']:.4f}: {final.run_dir}"
+        )
     return 0
 
 
@@ -150,9 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="tfsoftmax",
-        description="D2L's softmax regression with Keras: runs and sweeps from config files, in TensorBoard.")
-    verbose_help = ("show everything TensorFlow and keras-tuner print: start-up notices, INFO lines, "
-                    f"keras-tuner's trial tables (also ${VERBOSE_ENV}=1); before or after COMMAND")
+        description="D2L's softmax regression with Keras: runs and sweeps from config files, in TensorBoard.",
+    )
+    verbose_help = (
+        "show everything TensorFlow and keras-tuner print: start-up notices, INFO lines, "
+        f"keras-tuner's trial tables (also ${VERBOSE_ENV}=1); before or after COMMAND"
+    )
     parser.add_argument("--verbose", action="store_true", help=verbose_help)
     # The same flag after COMMAND; SUPPRESS keeps a --verbose given before COMMAND.
     verbose = argparse.ArgumentParser(add_help=False)
@@ -161,55 +175,80 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_config_args(p: argparse.ArgumentParser, nargs: str | None = None) -> None:
         p.add_argument("config", nargs=nargs, help="experiment TOML file, e.g. experiments/fashion_mnist.toml")
-        p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
-                       help="override a config key; the value is read as TOML (repeatable)")
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="SECTION.KEY=VALUE",
+            help="override a config key; the value is read as TOML (repeatable)",
+        )
         p.add_argument("--logdir", metavar="DIR", help="log root instead of the config's logging.root")
 
     p = sub.add_parser("run", parents=[verbose], help="train one experiment and write its run directory")
     add_config_args(p, nargs="?")
-    p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue an interrupted run from its last finished epoch, in its own directory")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last finished epoch, in its own directory",
+    )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("sweep", parents=[verbose],
-                       help="keras-tuner search over the config's [sweep.space]; resumes if run again")
+    p = sub.add_parser(
+        "sweep", parents=[verbose], help="keras-tuner search over the config's [sweep.space]; resumes if run again"
+    )
     add_config_args(p)
     p.add_argument("--overwrite", action="store_true", help="delete the earlier sweep of this config first")
-    p.add_argument("--final", action="store_true",
-                   help="retrain the best configuration on train+validation and report test accuracy")
-    p.add_argument("--dry-run", action="store_true",
-                   help="validate, print the space and trial count, estimate the time; train nothing")
-    p.add_argument("--workers", type=positive_int, metavar="N",
-                   help="run a chief oracle and N worker processes on this machine")
+    p.add_argument(
+        "--final",
+        action="store_true",
+        help="retrain the best configuration on train+validation and report test accuracy",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate, print the space and trial count, estimate the time; train nothing",
+    )
+    p.add_argument(
+        "--workers", type=positive_int, metavar="N", help="run a chief oracle and N worker processes on this machine"
+    )
     p.add_argument("--role", choices=["chief", "worker"], help="run one side of a distributed sweep alone")
     p.add_argument("--oracle", metavar="HOST:PORT", help="the chief's address, with --role")
     p.set_defaults(func=cmd_sweep)
 
     from tfsoftmax import compare
 
-    p = sub.add_parser("compare", parents=[verbose],
-                       help="tables and PNG figures comparing finished runs, experiments or sweeps")
+    p = sub.add_parser(
+        "compare", parents=[verbose], help="tables and PNG figures comparing finished runs, experiments or sweeps"
+    )
     compare.configure_parser(p)
     p.set_defaults(func=compare.command)
 
     from tfsoftmax import bench
 
-    p = sub.add_parser("bench", parents=[verbose],
-                       help="seconds per epoch against the NumPy floor, the eager loop and plain fit")
+    p = sub.add_parser(
+        "bench", parents=[verbose], help="seconds per epoch against the NumPy floor, the eager loop and plain fit"
+    )
     bench.configure_parser(p)
     p.set_defaults(func=_loads_tensorflow(bench.command))
 
-    p = sub.add_parser("numerics", parents=[verbose],
-                       help="where exp and the naive softmax break in float64/32, bfloat16, float16")
+    p = sub.add_parser(
+        "numerics", parents=[verbose], help="where exp and the naive softmax break in float64/32, bfloat16, float16"
+    )
     p.add_argument("--dtype", default="float32", help="format for the softmax([100, 0]) check (default: float32)")
     p.set_defaults(func=cmd_numerics)
 
-    p = sub.add_parser("board", parents=[verbose],
-                       help="start TensorBoard on a run, experiment, sweep or log root; print the dashboard's URL")
+    p = sub.add_parser(
+        "board",
+        parents=[verbose],
+        help="start TensorBoard on a run, experiment, sweep or log root; print the dashboard's URL",
+    )
     root = LoggingConfig().root  # the config's default log root, not a second copy of it
-    p.add_argument("path", nargs="?", default=root,
-                   help="a run directory or an experiment folder (opens on the scalars), a sweep folder (on "
-                        f"HParams) or a log root (default: {root})")
+    p.add_argument(
+        "path",
+        nargs="?",
+        default=root,
+        help="a run directory or an experiment folder (opens on the scalars), a sweep folder (on "
+        f"HParams) or a log root (default: {root})",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=6006, help="port (default: 6006; 0 picks a free one)")
     p.set_defaults(func=cmd_board)

@@ -96,19 +96,26 @@ def launch(sweep_args: Sequence[str], workers: int) -> list[str]:
                 code = p.poll()
                 if code is not None and code != 0:
                     _stop(pool)
-                    raise TfsoftmaxError(f"sweep: {names[p.pid]} stopped with exit code {code}; stopped the "
-                                         "others; run the same command again to resume", RUNTIME_ERROR)
+                    raise TfsoftmaxError(
+                        f"sweep: {names[p.pid]} stopped with exit code {code}; stopped the "
+                        "others; run the same command again to resume",
+                        RUNTIME_ERROR,
+                    )
             time.sleep(0.5)
         if chief.returncode != 0:
             _stop(pool)
-            raise TfsoftmaxError(f"sweep: the chief stopped with exit code {chief.returncode}; stopped the "
-                                 "workers; run the same command again to resume", RUNTIME_ERROR)
+            raise TfsoftmaxError(
+                f"sweep: the chief stopped with exit code {chief.returncode}; stopped the "
+                "workers; run the same command again to resume",
+                RUNTIME_ERROR,
+            )
         deadline = time.monotonic() + WORKER_GRACE_S
         while any(p.poll() is None for p in pool[1:]) and time.monotonic() < deadline:
             time.sleep(0.5)
         _stop(pool)
     except KeyboardInterrupt:
         _stop(pool)
-        raise TfsoftmaxError("sweep interrupted; all processes stopped; run the same command again to resume",
-                             INTERRUPTED) from None
+        raise TfsoftmaxError(
+            "sweep interrupted; all processes stopped; run the same command again to resume", INTERRUPTED
+        ) from None
     return [names[p.pid] for p in pool[1:]]

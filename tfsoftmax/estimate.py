@@ -52,8 +52,9 @@ def batch_sizes(config: Config) -> list[int]:
     return list(entry.values) if entry.values else [int(entry.min), int(entry.max)]
 
 
-def whole_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits,
-                  batch_size: int) -> tuple[float, float]:
+def whole_epoch_s(
+    config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits, batch_size: int
+) -> tuple[float, float]:
     """(first epoch, later epoch) seconds at `batch_size`, as `time_s` records them: `train.fit` with
     the record, checkpoint and TensorBoard callbacks, on random data of the real splits' shape. At most
     STEPS_TIMED steps are trained; the training pass is scaled up to the real epoch, the rest of the
@@ -77,11 +78,15 @@ def whole_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Sp
     train.seed_everything(trial.train.seed)
     model = build_model(shape, classes, trial.model, trial.train)
     with tempfile.TemporaryDirectory(prefix="tfsoftmax-dry-run-") as tmp:
-        record = train.fit(model, fakes, trial, Path(tmp), [train.tensorboard_callback(Path(tmp), trial)], 2,
-                           epoch_lines=False)
+        record = train.fit(
+            model, fakes, trial, Path(tmp), [train.tensorboard_callback(Path(tmp), trial)], 2, epoch_lines=False
+        )
     if record.divergence is not None:
-        raise TfsoftmaxError(f"--dry-run: the timing run at batch {batch_size} diverged on random inputs "
-                             f"({record.divergence['reason']}); no estimate", RUNTIME_ERROR)
+        raise TfsoftmaxError(
+            f"--dry-run: the timing run at batch {batch_size} diverged on random inputs "
+            f"({record.divergence['reason']}); no estimate",
+            RUNTIME_ERROR,
+        )
     (first, later), rate = record.history["time_s"], record.history["examples_per_second"][-1]
     # The later epoch's training pass grows with the epoch's length; the first epoch's tracing does not.
     scaled = later + timed / rate * (n_train / timed - 1)
@@ -91,8 +96,9 @@ def whole_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Sp
 def describe(config: Config) -> str:
     """The --dry-run report: space, trial count, measured epoch times and the estimated wall time."""
     started = time.perf_counter()
-    lines = [f"sweep {rundir.experiment_dir(config)}: {config.sweep.algorithm} search, objective "
-             f"{config.sweep.objective}"]
+    lines = [
+        f"sweep {rundir.experiment_dir(config)}: {config.sweep.algorithm} search, objective {config.sweep.objective}"
+    ]
     for e in config.sweep.space:
         if e.values:
             lines.append(f"  {e.key:<24} one of {list(e.values)}")
@@ -107,8 +113,10 @@ def describe(config: Config) -> str:
     # before `describe` is not counted).
     startup = time.perf_counter() - started
     measured = {b: whole_epoch_s(config, dataset, splits, b) for b in batch_sizes(config)}
-    lines.append("measured whole epoch (training, validation, record, checkpoint, TensorBoard): " + ", ".join(
-        f"batch {b}: {later:.2f} s" for b, (_, later) in measured.items()))
+    lines.append(
+        "measured whole epoch (training, validation, record, checkpoint, TensorBoard): "
+        + ", ".join(f"batch {b}: {later:.2f} s" for b, (_, later) in measured.items())
+    )
     # A process traces the model once (trials reuse it); each trial then pays its epochs and its overhead.
     tracing = max(first - later for first, later in measured.values())
     epoch_s = [later for _, later in measured.values()]
@@ -120,9 +128,11 @@ def describe(config: Config) -> str:
     per_trial = [mean] * (trials - guided) + [(mean + max(epoch_s)) / 2] * guided
     total = startup + tracing + executions * sum(epochs * e + TRIAL_OVERHEAD_S for e in per_trial)
     how = "the mean measured epoch" + (f" ({guided} guided trials: halfway to the slowest)" if guided else "")
-    lines.append(f"estimated time: {total / 60:.1f} min ({total:.0f} s) for the whole command in one process "
-                 f"({trials * executions} trainings x {epochs} epochs at {how}, +{TRIAL_OVERHEAD_S} s per "
-                 f"training, +{tracing:.1f} s tracing once, +{startup:.1f} s start-up and data)")
+    lines.append(
+        f"estimated time: {total / 60:.1f} min ({total:.0f} s) for the whole command in one process "
+        f"({trials * executions} trainings x {epochs} epochs at {how}, +{TRIAL_OVERHEAD_S} s per "
+        f"training, +{tracing:.1f} s tracing once, +{startup:.1f} s start-up and data)"
+    )
     return "\n".join(lines)
 
 

@@ -27,8 +27,13 @@ def declare(hp: keras_tuner.HyperParameters, entry: SpaceEntry) -> Any:
     if entry.values:
         return hp.Choice(entry.key, list(entry.values))
     if isinstance(entry.min, int):
-        return hp.Int(entry.key, int(entry.min), int(entry.max), step=int(entry.step) if entry.step else None,
-                      sampling=entry.sampling)
+        return hp.Int(
+            entry.key,
+            int(entry.min),
+            int(entry.max),
+            step=int(entry.step) if entry.step else None,
+            sampling=entry.sampling,
+        )
     return hp.Float(entry.key, entry.min, entry.max, step=entry.step, sampling=entry.sampling)
 
 
@@ -51,8 +56,7 @@ class HyperModel(keras_tuner.HyperModel):
     traced, keyed by what changes their graph: tracing each trial's model anew costs time and memory that
     TensorFlow never gives back."""
 
-    def __init__(self, config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits,
-                 stop: StopSignal) -> None:
+    def __init__(self, config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits, stop: StopSignal) -> None:
         super().__init__()
         self.config, self.dataset, self.splits, self.stop = config, dataset, splits, stop
         self.traced: dict[tuple, keras.Model] = {}
@@ -60,8 +64,7 @@ class HyperModel(keras_tuner.HyperModel):
     def starting_model(self, trial_config: Config) -> keras.Model:
         """A fresh model's starting state, in a model this process already traced where there is one."""
         train.seed_everything(trial_config.train.seed)
-        fresh = build_model(self.dataset.image_shape, self.dataset.num_classes, trial_config.model,
-                            trial_config.train)
+        fresh = build_model(self.dataset.image_shape, self.dataset.num_classes, trial_config.model, trial_config.train)
         model = self.traced.setdefault(graph_key(trial_config.model, trial_config.train), fresh)
         return model if model is fresh else reset_to(model, fresh)
 
@@ -70,8 +73,15 @@ class HyperModel(keras_tuner.HyperModel):
         values = {entry.key: declare(hp, entry) for entry in self.config.sweep.space}
         return self.starting_model(config_for(self.config, values))
 
-    def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, callbacks: list, epochs: int,
-            **kwargs: Any) -> keras.callbacks.History:
+    def fit(
+        self,
+        hp: keras_tuner.HyperParameters,
+        model: keras.Model,
+        *args: Any,
+        callbacks: list,
+        epochs: int,
+        **kwargs: Any,
+    ) -> keras.callbacks.History:
         # keras-tuner's verbosity is `display`: epoch lines with its tables, else one line per trial.
         epoch_lines = bool(kwargs.pop("verbose", 0))
         trial_config = config_for(self.config, hp.values)
@@ -95,8 +105,18 @@ class HyperModel(keras_tuner.HyperModel):
         resume = checkpoint.resume_point(run_dir, prior) if checkpoint.latest(run_dir) else None
         if resume is not None:
             kt_private.keep_best_epoch(callbacks, resume.history)
-        record = train.fit(model, self.splits, trial_config, run_dir, callbacks, epochs, resume,
-                           epoch_lines=epoch_lines, stop=self.stop, **kwargs)
+        record = train.fit(
+            model,
+            self.splits,
+            trial_config,
+            run_dir,
+            callbacks,
+            epochs,
+            resume,
+            epoch_lines=epoch_lines,
+            stop=self.stop,
+            **kwargs,
+        )
         train.finish_trial(model, record, run_dir, started)
         if record.divergence is not None:
             raise keras_tuner.errors.FailedTrialError(f"diverged: {record.divergence['reason']}")

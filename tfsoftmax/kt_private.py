@@ -33,8 +33,14 @@ def restore_grid_order(oracle: Any) -> None:
     worker's oracle is a client of the chief's, which restores its own."""
     if not isinstance(oracle, keras_tuner.oracles.GridSearchOracle) or not oracle.trials or oracle._populate_next:
         return
-    order = sorted(oracle.trials, key=functools.cmp_to_key(lambda a, b: oracle._compare(
-        oracle.trials[a].hyperparameters.values, oracle.trials[b].hyperparameters.values)))
+    order = sorted(
+        oracle.trials,
+        key=functools.cmp_to_key(
+            lambda a, b: oracle._compare(
+                oracle.trials[a].hyperparameters.values, oracle.trials[b].hyperparameters.values
+            )
+        ),
+    )
     for trial_id in order:
         oracle._ordered_ids.insert(trial_id)
     oracle._populate_next.extend(order)

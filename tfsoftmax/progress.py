@@ -27,8 +27,9 @@ class SweepProgress:
     def line(self, trial: Any, ended: int | None, best: Any | None, reason: str = "") -> str:
         """The line for `trial`, given how many trials have ended so far and the best of them; a
         distributed worker knows neither (None): its line has no count, best or time left."""
-        values = " ".join(f"{k}={_value(v)}" for k, v in trial.hyperparameters.values.items()
-                          if not k.startswith("tuner/"))
+        values = " ".join(
+            f"{k}={_value(v)}" for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")
+        )
         status = str(trial.status).lower()
         if status == "completed" and trial.score is not None:
             outcome = f"{self.objective} {trial.score:.4f}"
@@ -39,8 +40,10 @@ class SweepProgress:
             return f"trial {trial.trial_id} {values}: {outcome} | {_duration(elapsed)} elapsed"
         eta = elapsed / self.ended_here * max(self.total - ended, 0)
         best_text = "none yet" if best is None else f"{best.score:.4f} (trial {best.trial_id})"
-        return (f"trial {ended}/{self.total} (id {trial.trial_id}) {values}: {outcome} | best {best_text} | "
-                f"{_duration(elapsed)} elapsed, ~{_duration(eta)} left")
+        return (
+            f"trial {ended}/{self.total} (id {trial.trial_id}) {values}: {outcome} | best {best_text} | "
+            f"{_duration(elapsed)} elapsed, ~{_duration(eta)} left"
+        )
 
     def report(self, trial: Any, oracle: Any, local: bool) -> None:
         """Print the line for a trial the oracle has just ended; `local` when this process holds the

@@ -79,12 +79,17 @@ def rank(oracle: Any, folder: Path) -> list[TrialRow]:
         executions = rundir.execution_dirs(rundir.trial_dir(folder, trial.trial_id))
         status, reason = _trial_status(trial, executions[0] if executions else None)
         score = trial.score if status == "completed" and trial.score is not None else None
-        rows.append(TrialRow(trial_id=trial.trial_id, status=status, score=score,
-                             values={k: v for k, v in trial.hyperparameters.values.items()
-                                     if not k.startswith("tuner/")},
-                             best_epoch=None if trial.best_step is None else int(trial.best_step) + 1,
-                             reason=reason,
-                             execution_scores=_execution_scores(executions, objective) if score is not None else ()))
+        rows.append(
+            TrialRow(
+                trial_id=trial.trial_id,
+                status=status,
+                score=score,
+                values={k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")},
+                best_epoch=None if trial.best_step is None else int(trial.best_step) + 1,
+                reason=reason,
+                execution_scores=_execution_scores(executions, objective) if score is not None else (),
+            )
+        )
     sign = -1.0 if objective.direction == "max" else 1.0
     return sorted(rows, key=lambda r: (r.score is None, sign * (r.score or 0.0), r.trial_id))
 
@@ -99,10 +104,18 @@ def format_table(rows: list[TrialRow], keys: list[str], objective: str) -> str:
     """An aligned text table of the ranked trials."""
     spread = any(r.spread is not None for r in rows)  # only with several executions per trial
     header = ["rank", "trial", "status", objective, *(["spread"] if spread else []), "best epoch", *keys]
-    body = [[str(i + 1), r.trial_id, r.status, "-" if r.score is None else f"{r.score:.4f}",
-             *([("-" if r.spread is None else f"{r.spread:.4f}")] if spread else []),
-             "-" if r.best_epoch is None else str(r.best_epoch), *[_fmt(r.values.get(k, "-")) for k in keys]]
-            for i, r in enumerate(rows)]
+    body = [
+        [
+            str(i + 1),
+            r.trial_id,
+            r.status,
+            "-" if r.score is None else f"{r.score:.4f}",
+            *([("-" if r.spread is None else f"{r.spread:.4f}")] if spread else []),
+            "-" if r.best_epoch is None else str(r.best_epoch),
+            *[_fmt(r.values.get(k, "-")) for k in keys],
+        ]
+        for i, r in enumerate(rows)
+    ]
     return text_table(header, body)
 
 
@@ -116,9 +129,18 @@ def write_results(config: Config, rows: list[TrialRow], folder: Path) -> Path | 
     writer = csv.writer(buf)
     writer.writerow(["rank", "trial", "status", config.sweep.objective, "spread", "best_epoch", *keys, "reason"])
     for i, r in enumerate(rows):
-        writer.writerow([i + 1, r.trial_id, r.status, "" if r.score is None else r.score,
-                         "" if r.spread is None else r.spread, "" if r.best_epoch is None else r.best_epoch,
-                         *[r.values.get(k, "") for k in keys], r.reason])
+        writer.writerow(
+            [
+                i + 1,
+                r.trial_id,
+                r.status,
+                "" if r.score is None else r.score,
+                "" if r.spread is None else r.spread,
+                "" if r.best_epoch is None else r.best_epoch,
+                *[r.values.get(k, "") for k in keys],
+                r.reason,
+            ]
+        )
     write_text(folder / rundir.RESULTS_CSV, buf.getvalue())
     trials = [{**dataclasses.asdict(r), "spread": r.spread} for r in rows]
     write_json(folder / rundir.RESULTS_JSON, {"objective": config.sweep.objective, "trials": trials})
@@ -127,9 +149,15 @@ def write_results(config: Config, rows: list[TrialRow], folder: Path) -> Path | 
         return None
     best_config = best_trial_config(config, best)
     path = folder / rundir.BEST_CONFIG
-    write_text(path, to_toml(best_config, f"Best trial {best.trial_id} of sweep {folder} "
-                                          f"({config.sweep.objective} {best.score:.4f}).\n"
-                                          f"Run with: tfsoftmax run {path}"))
+    write_text(
+        path,
+        to_toml(
+            best_config,
+            f"Best trial {best.trial_id} of sweep {folder} "
+            f"({config.sweep.objective} {best.score:.4f}).\n"
+            f"Run with: tfsoftmax run {path}",
+        ),
+    )
     return path
 
 
@@ -139,6 +167,8 @@ def best_trial_config(config: Config, best: TrialRow) -> Config:
     chosen = config_for(config, best.values)
     epochs = chosen.train.epochs if "train.epochs" in best.values else config.trial_epochs
     return dataclasses.replace(
-        chosen, train=dataclasses.replace(chosen.train, epochs=epochs),
+        chosen,
+        train=dataclasses.replace(chosen.train, epochs=epochs),
         logging=dataclasses.replace(chosen.logging, experiment=f"{config.logging.experiment}_best"),
-        sweep=dataclasses.replace(chosen.sweep, space=()))
+        sweep=dataclasses.replace(chosen.sweep, space=()),
+    )

@@ -68,8 +68,9 @@ class SweepTunerMixin:
         # first epoch ended starts from a clean folder, before keras-tuner opens its HParams writer there:
         # no stale events beside the new ones.
         folder = rundir.trial_dir(sweep_dir(self.sweep_config), trial.trial_id)
-        if folder.exists() and not any(checkpoint.latest(e) or (e / rundir.MODEL).is_file()
-                                       for e in rundir.execution_dirs(folder)):
+        if folder.exists() and not any(
+            checkpoint.latest(e) or (e / rundir.MODEL).is_file() for e in rundir.execution_dirs(folder)
+        ):
             shutil.rmtree(folder)
         super().on_trial_begin(trial)
 
@@ -100,23 +101,38 @@ class HyperbandTuner(SweepTunerMixin, keras_tuner.Hyperband):
     """`sweep.algorithm = "hyperband"`: its brackets set the trial count and each trial's epochs."""
 
 
-TUNERS: dict[str, type[keras_tuner.Tuner]] = {"random": RandomTuner, "grid": GridTuner,
-                                              "bayesian": BayesianTuner, "hyperband": HyperbandTuner}
+TUNERS: dict[str, type[keras_tuner.Tuner]] = {
+    "random": RandomTuner,
+    "grid": GridTuner,
+    "bayesian": BayesianTuner,
+    "hyperband": HyperbandTuner,
+}
 
 
 def make_tuner(config: Config, hypermodel: HyperModel | None, stop: StopSignal) -> keras_tuner.Tuner:
     """The tuner named by `sweep.algorithm`, its project in `<sweep>/tuner`. Without a hypermodel it can only
     read the search's state, which is all that ranking the trials needs (no data, no model)."""
     sweep = config.sweep
-    size = ({"max_epochs": config.trial_epochs, "factor": estimate.HYPERBAND_FACTOR} if sweep.algorithm == "hyperband"
-            else {"max_trials": sweep.max_trials})
+    size = (
+        {"max_epochs": config.trial_epochs, "factor": estimate.HYPERBAND_FACTOR}
+        if sweep.algorithm == "hyperband"
+        else {"max_trials": sweep.max_trials}
+    )
     # keras-tuner's oracle reads a seed of 0 as "random" (`seed or random.randint(...)`): shift it by one.
-    return TUNERS[sweep.algorithm](config=config, stop=stop, hypermodel=hypermodel, objective=sweep.objective,
-                                   seed=sweep.seed + 1, executions_per_trial=sweep.executions_per_trial,
-                                   directory=str(sweep_dir(config)), project_name=rundir.TUNER_PROJECT,
-                                   overwrite=False,
-                                   # A failed trial is recorded with its reason and the search goes on.
-                                   max_consecutive_failed_trials=MAX_TRIALS_EVER, **size)
+    return TUNERS[sweep.algorithm](
+        config=config,
+        stop=stop,
+        hypermodel=hypermodel,
+        objective=sweep.objective,
+        seed=sweep.seed + 1,
+        executions_per_trial=sweep.executions_per_trial,
+        directory=str(sweep_dir(config)),
+        project_name=rundir.TUNER_PROJECT,
+        overwrite=False,
+        # A failed trial is recorded with its reason and the search goes on.
+        max_consecutive_failed_trials=MAX_TRIALS_EVER,
+        **size,
+    )
 
 
 @dataclass
@@ -139,8 +155,11 @@ def exclusive(config: Config) -> Iterator[None]:
     folder = sweep_dir(config)
     with locked(folder.parent / f".{folder.name}.sweep.lock", blocking=False) as mine:
         if not mine:
-            raise TfsoftmaxError(f"sweep: {folder} is in use by another sweep process; wait for it to end or "
-                                 "set another logging.experiment", RUNTIME_ERROR)
+            raise TfsoftmaxError(
+                f"sweep: {folder} is in use by another sweep process; wait for it to end or "
+                "set another logging.experiment",
+                RUNTIME_ERROR,
+            )
         yield
 
 
@@ -182,8 +201,9 @@ def _search(config: Config, overwrite: bool, display: bool) -> SweepResult | Non
         tuner = make_tuner(config, HyperModel(config, dataset, splits, stop), stop)
         if not kt_private.has_chief_oracle() or kt_private.is_chief_oracle():
             hparams.write_sweep_config(config, folder)
-        tuner.search(epochs=config.trial_epochs, callbacks=[train.tensorboard_callback(folder, config)],
-                     verbose=int(display))
+        tuner.search(
+            epochs=config.trial_epochs, callbacks=[train.tensorboard_callback(folder, config)], verbose=int(display)
+        )
     if kt_private.has_chief_oracle():
         if kt_private.is_chief_oracle():
             # Without this save the oracle still lists the last trial as ongoing, and a restart re-runs it.
@@ -218,8 +238,9 @@ def launch(config: Config, workers: int, display: bool) -> tuple[str, ...]:
         path.unlink(missing_ok=True)
 
 
-def sweep(config: Config, *, overwrite: bool = False, final: bool = False, workers: int = 0,
-          display: bool = False) -> SweepResult:
+def sweep(
+    config: Config, *, overwrite: bool = False, final: bool = False, workers: int = 0, display: bool = False
+) -> SweepResult:
     """Run or resume a whole sweep; see `tfsoftmax.sweep`."""
     require_space(config, "sweep")
     started = time.perf_counter()
@@ -230,23 +251,32 @@ def sweep(config: Config, *, overwrite: bool = False, final: bool = False, worke
             ran = launch(config, workers, display)
             result = dataclasses.replace(collect(config, started), workers=ran)
     elif kt_private.has_chief_oracle():
-        raise TfsoftmaxError(f"sweep: ${distribute.ORACLE_IP} makes this process one side of a distributed sweep; "
-                             "unset it, or run that side with `tfsoftmax sweep --role`", CONFIG_ERROR)
+        raise TfsoftmaxError(
+            f"sweep: ${distribute.ORACLE_IP} makes this process one side of a distributed sweep; "
+            "unset it, or run that side with `tfsoftmax sweep --role`",
+            CONFIG_ERROR,
+        )
     else:
         result = search(config, overwrite=overwrite, display=display)
     if result.best_config_path is None:
-        raise TfsoftmaxError(f"sweep: no trial completed, so there is no best configuration; each trial's "
-                             f"status and reason: {result.sweep_dir / rundir.RESULTS_CSV}", RUNTIME_ERROR)
+        raise TfsoftmaxError(
+            f"sweep: no trial completed, so there is no best configuration; each trial's "
+            f"status and reason: {result.sweep_dir / rundir.RESULTS_CSV}",
+            RUNTIME_ERROR,
+        )
     if final:
         run = train.run(final_config(result.best_config_path))
         if run.status != "completed":
-            raise TfsoftmaxError(f"final run diverged: {run.divergence['reason']}; record kept in {run.run_dir}",
-                                 RUNTIME_ERROR)
+            raise TfsoftmaxError(
+                f"final run diverged: {run.divergence['reason']}; record kept in {run.run_dir}", RUNTIME_ERROR
+            )
         result = dataclasses.replace(result, final=run)
     return result
 
 
 def final_config(best_path: Path) -> Config:
     """The best config retrained on train+validation (D2L's split): the test split only reports."""
-    return override(load_config(best_path), {"data.validation_fraction": 0.0,
-                                             "logging.experiment": f"{best_path.parent.name}_final"})
+    return override(
+        load_config(best_path),
+        {"data.validation_fraction": 0.0, "logging.experiment": f"{best_path.parent.name}_final"},
+    )
