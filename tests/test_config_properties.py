@@ -135,7 +135,9 @@ def valid_value(section: str, name: str) -> st.SearchStrategy[Any]:
         return TEXT
     if name in ("init_stddev", "lr"):
         return POSITIVE
-    if name in ("validation_fraction", "momentum"):
+    if name == "validation_fraction":  # > 0: with 0, train.early_stopping > 0 is refused (nothing to watch)
+        return UNIT.filter(lambda v: v > 0)
+    if name == "momentum":
         return UNIT
     if (section, name) == ("sweep", "seed"):  # the tuner gets seed + 1, which must stay 32-bit
         return st.integers(0, 2**32 - 2) | st.integers(0, 100)

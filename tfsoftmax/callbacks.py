@@ -1,5 +1,6 @@
-"""The Keras callbacks every run and sweep trial trains with: whole-epoch timing, and the record that
-stops a diverged or interrupted run and writes the run's record and checkpoint after each epoch."""
+"""The Keras callbacks every run and sweep trial trains with: whole-epoch timing, early stopping with the
+best epoch kept, and the record that stops a diverged or interrupted run and writes the run's record and
+checkpoint after each epoch."""
 
 from __future__ import annotations
 
@@ -80,15 +81,49 @@ class EpochStats(keras.callbacks.Callback):
                 tf.summary.scalar("epoch_time_s", self.times[-1], step=self.epoch)
 
 
+class EarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' early stopping on validation accuracy, the best epoch's weights restored when training ends.
+    A resumed run starts from its earlier epochs (their best value and epoch from the history, the weights
+    from the checkpoint), so a resume stops and keeps the same epoch as an uninterrupted run."""
+
+    MONITOR = "val_accuracy"
+
+    def __init__(self, patience: int, resume: checkpoint.Resume | None) -> None:
+        super().__init__(monitor=self.MONITOR, mode="max", patience=patience, restore_best_weights=True)
+        self.resume = resume
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        earlier = self.resume
+        best = None if earlier is None or earlier.best is None else rundir.best_epoch(earlier.history, self.MONITOR)
+        if best is not None:
+            values = earlier.history[self.MONITOR]
+            self.best, self.best_epoch, self.wait = values[best], earlier.first_epoch + best, len(values) - 1 - best
+            self.best_weights = earlier.best
+
+    @property
+    def stopped_before(self) -> bool:
+        """Whether the epochs before a resume had already run out of patience: the stop was decided at the
+        last of them, so no epoch is left to train."""
+        history = {} if self.resume is None else self.resume.history
+        best = rundir.best_epoch(history, self.MONITOR)
+        return best is not None and len(history[self.MONITOR]) - 1 - best >= self.patience > 0
+
+    @property
+    def kept_epoch(self) -> int | None:
+        """The epoch (1-based) whose weights the run ends with."""
+        return None if self.best_weights is None else self.best_epoch + 1
+
+
 class RunRecord(keras.callbacks.Callback):
     """Stops at the first non-finite loss (`Halted`) or once `stop` is requested (KeyboardInterrupt); after
     every finished epoch writes the record (through `rundir`), then the checkpoint a resumed run continues
     from. The epoch times come from `stats`, which must run before it."""
 
     def __init__(self, run_dir: Path, epochs: int, first_epoch: int, resume: checkpoint.Resume | None,
-                 stats: EpochStats, stop: StopSignal | None) -> None:
+                 stats: EpochStats, stop: StopSignal | None, keep: EarlyStopping | None = None) -> None:
         super().__init__()
-        self.run_dir, self.epochs, self.stats, self.stop = run_dir, epochs, stats, stop
+        self.run_dir, self.epochs, self.stats, self.stop, self.keep = run_dir, epochs, stats, stop, keep
         self.history: dict[str, list[float]] = dict(resume.history) if resume else {}
         self.earlier_times = list(self.history.get("time_s", []))
         self.resumed = [*resume.resumed_at, resume.epoch] if resume else []
@@ -127,7 +162,7 @@ class RunRecord(keras.callbacks.Callback):
             self.history.setdefault(key, []).append(float(value))
         self.history.setdefault("steps", []).append(self._iterations() - self.first_step)
         self.write(status="running")
-        checkpoint.save(self.model, self.run_dir, epoch + 1)
+        checkpoint.save(self.model, self.run_dir, epoch + 1, None if self.keep is None else self.keep.best_weights)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         # EpochStats (called first) has just closed the last epoch: its time now includes our writes.
@@ -151,4 +186,6 @@ class RunRecord(keras.callbacks.Callback):
             record["resumed_at_epochs"] = self.resumed
         if self.first_epoch:
             record["first_epoch"] = self.first_epoch
+        if self.keep is not None and self.keep.kept_epoch is not None:
+            record["kept_epoch"] = self.keep.kept_epoch
         rundir.write_record(self.run_dir, record)

@@ -37,16 +37,20 @@ class Resume:
     history: dict[str, list[float]]
     first_epoch: int
     resumed_at: list[int]
+    best: list[Any] | None = None
+    """The best epoch's weights so far, where early stopping keeps them."""
 
 
-def save(model: keras.Model, run_dir: Path, epoch: int) -> None:
-    """Keep the state after `epoch` finished epochs, then drop the older checkpoint."""
+def save(model: keras.Model, run_dir: Path, epoch: int, best: list[Any] | None = None) -> None:
+    """Keep the state after `epoch` finished epochs (and the `best` epoch's weights, where early stopping
+    keeps them: in the same file, so they always pair), then drop the older checkpoint."""
     import numpy as np
 
     folder = Path(run_dir) / rundir.CHECKPOINTS
     path = folder / f"epoch-{epoch:04d}.npz"
     arrays = {f"model/{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
     arrays.update({f"optimizer/{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)})
+    arrays.update({f"best/{i}": np.asarray(w) for i, w in enumerate(best or [])})
     try:
         folder.mkdir(exist_ok=True)
     except OSError as e:
@@ -94,12 +98,25 @@ def resume_point(run_dir: Path, record: dict[str, Any] | None) -> Resume:
     `first_epoch`, which only Hyperband's continued trials set)."""
     found = latest(run_dir)
     epoch, weights = found if found else (0, None)
+    best = _best_weights(weights) if weights is not None else None
     record = record or {}
     first = int(record.get("first_epoch", 0))
     history = record.get("history") or {}
     return Resume(epoch=max(epoch, first), weights=weights, first_epoch=first,
                   history={k: list(v[:max(epoch - first, 0)]) for k, v in history.items()},
-                  resumed_at=list(record.get("resumed_at_epochs", [])))
+                  resumed_at=list(record.get("resumed_at_epochs", [])), best=best)
+
+
+def _best_weights(path: Path) -> list[Any] | None:
+    """The best epoch's weights stored with a checkpoint, None where it holds none."""
+    import numpy as np
+
+    try:
+        with np.load(path) as stored:
+            count = sum(1 for name in stored.files if name.startswith("best/"))
+            return [stored[f"best/{i}"] for i in range(count)] or None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise TfsoftmaxError(f"cannot read the checkpoint {path}: {e}; it is damaged", RUNTIME_ERROR) from None
 
 
 def resumable(run_dir: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ the file, the key, the value and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -92,6 +93,11 @@ class TrainConfig(_Section):
     momentum: float = spec(0.9, lambda v: 0 <= v < 1, "a number in [0, 1), used by optimizer \"momentum\"")
     epochs: int = spec(10, at_least(1), "an integer >= 1")
     seed: int = spec(0, seed, SEED_ALLOWED)
+    # D2L's weight decay: lambda / 2 * ||W||^2 added to the loss, the kernel only (biases are not decayed).
+    weight_decay: float = spec(0.0, lambda v: math.isfinite(v) and v >= 0,
+                               "a finite number >= 0; the L2 penalty weight_decay / 2 * ||W||^2, 0 = none")
+    early_stopping: int = spec(0, at_least(0), "an integer >= 0: stop after this many epochs without a better "
+                                               "validation accuracy and keep the best epoch's weights; 0 = off")
     # Steps per call into the compiled graph: fewer Python round trips, the same arithmetic; batch-end
     # checks (divergence, Ctrl-C) run once per call. README, "Speed", has the figures.
     steps_per_execution: int = spec(64, at_least(1), "an integer >= 1")
@@ -144,6 +150,10 @@ class Config:
 
     def __post_init__(self) -> None:
         source = SOURCE.get()
+        if self.train.early_stopping and self.data.validation_fraction == 0:
+            raise fail(source, f"train.early_stopping: got {self.train.early_stopping}, but there is no validation "
+                               "split to watch (data.validation_fraction = 0); allowed: 0, or a "
+                               "data.validation_fraction in (0, 1)")
         if self.model.kind == "keras" and self.model.loss != "stable":
             raise fail(source, 'model.loss: "naive" is the from-scratch model\'s lesson; set model.kind = "scratch" '
                                '(the Keras model always uses the stable loss from logits)')

@@ -23,7 +23,8 @@ def make_optimizer(train: TrainConfig) -> keras.optimizers.Optimizer:
 def build_model(
     image_shape: tuple[int, ...], num_classes: int, model_cfg: ModelConfig, train: TrainConfig
 ) -> keras.Model:
-    """Flatten + Dense(num_classes), weights N(0, init_stddev), zero biases, compiled for `fit`.
+    """Flatten + Dense(num_classes), weights N(0, init_stddev), zero biases, compiled for `fit`; with
+    `train.weight_decay`, the loss adds weight_decay / 2 * ||W||^2 (D2L's weight decay, biases exempt).
 
     The Dense layer outputs logits and the loss takes `from_logits=True`: Keras then uses log-sum-exp
     instead of a softmax followed by a log, which is D2L's cure for the naive softmax's overflow.
@@ -48,6 +49,8 @@ def build_model(
                         mean=0.0, stddev=model_cfg.init_stddev, seed=train.seed
                     ),
                     bias_initializer="zeros",
+                    # Keras adds the penalty to `loss` and `val_loss`, as the scratch model does.
+                    kernel_regularizer=keras.regularizers.L2(train.weight_decay / 2) if train.weight_decay else None,
                 ),
             ],
             name="softmax_regression",
@@ -69,7 +72,8 @@ def build_model(
 def graph_key(model_cfg: ModelConfig, train: TrainConfig) -> tuple:
     """What a compiled model's traced training step depends on. Models equal in these differ only in
     values a trial resets (weights, learning rate), so a sweep can reuse one instead of tracing anew."""
-    return model_cfg.kind, model_cfg.loss, train.optimizer, train.momentum, train.steps_per_execution
+    return model_cfg.kind, model_cfg.loss, train.optimizer, train.momentum, train.weight_decay, \
+        train.steps_per_execution
 
 
 def reset_to(model: keras.Model, fresh: keras.Model) -> keras.Model:

@@ -99,7 +99,7 @@ class ScratchSoftmax(keras.Model):
         params = [self.W, self.b]
         with tf.GradientTape() as tape:
             logits = self(x)
-            loss = self.loss_fn(logits, y)
+            loss = self.loss_fn(logits, y) + self.penalty()
         # The learning rate lives in the compiled optimiser, and its step counter is kept: train.py's
         # per-epoch log and TensorBoard read the value actually used, and a schedule would apply.
         ops.sgd_update(params, tape.gradient(loss, params), self.optimizer.learning_rate)
@@ -109,7 +109,12 @@ class ScratchSoftmax(keras.Model):
     def test_step(self, data: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
         x, y = data
         logits = self(x)
-        return self._update_metrics(self.loss_fn(logits, y), logits, y)
+        return self._update_metrics(self.loss_fn(logits, y) + self.penalty(), logits, y)
+
+    def penalty(self) -> tf.Tensor:
+        """D2L's weight decay, weight_decay / 2 * ||W||^2 (the bias is not decayed): in the loss of every
+        step, training and validation alike, as Keras adds its kernel regularizer's."""
+        return 0.5 * self.train_cfg.weight_decay * tf.reduce_sum(tf.square(self.W))
 
     def _update_metrics(self, loss: tf.Tensor, logits: tf.Tensor, y: tf.Tensor) -> dict[str, tf.Tensor]:
         batch = tf.shape(y)[0]

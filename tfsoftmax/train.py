@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tfsoftmax import checkpoint, environment, rundir
 from tfsoftmax import data as data_lib
-from tfsoftmax.callbacks import EpochStats, Halted, RunRecord
+from tfsoftmax.callbacks import EarlyStopping, EpochStats, Halted, RunRecord
 from tfsoftmax.config import Config
 from tfsoftmax.errors import INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import ensure_space, locked, reported_writes
@@ -72,7 +72,8 @@ def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Pa
     stops at the next batch end once `stop` is requested (never without one)."""
     first = fit_kwargs.pop("initial_epoch", 0)
     stats = EpochStats(len(splits.train[1]), run_dir)
-    record = RunRecord(run_dir, epochs, first, resume, stats, stop)
+    keep = EarlyStopping(config.train.early_stopping, resume) if config.train.early_stopping else None
+    record = RunRecord(run_dir, epochs, first, resume, stats, stop, keep)
     if resume is not None:
         first = max(first, resume.epoch)
         if resume.weights is not None:
@@ -81,11 +82,12 @@ def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Pa
     val_ds = None if splits.val is None else data_lib.eval_batches(*splits.val)
     # A progress bar on a terminal, one line per epoch in a log file.
     verbose = 0 if not epoch_lines else 1 if sys.stdout.isatty() else 2
-    every = [stats, record, *callbacks]
+    every = [stats, *([keep] if keep else []), record, *callbacks]  # the record saves what `keep` chose
     try:
         with reported_writes(run_dir):
             try:
-                model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=first, verbose=verbose,
+                last = first if keep is not None and keep.stopped_before else epochs
+                model.fit(train_ds, validation_data=val_ds, epochs=last, initial_epoch=first, verbose=verbose,
                           shuffle=False, callbacks=every, **fit_kwargs)
             except BaseException as e:
                 for callback in every:  # what fit would have done: close TensorBoard's and HParams' writers
