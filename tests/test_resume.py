@@ -54,8 +54,8 @@ def _stop_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
     """Ctrl-C right after `epoch` finished epochs are saved."""
     save = checkpoint.save
 
-    def save_then_stop(model: object, run_dir: Path, finished: int) -> None:
-        save(model, run_dir, finished)
+    def save_then_stop(model: object, run_dir: Path, finished: int, best: object = None) -> None:
+        save(model, run_dir, finished, best)
         if finished == epoch:
             _ctrl_c()
 
@@ -152,9 +152,9 @@ def test_record_one_epoch_ahead_of_the_checkpoint_is_cut_back(write_config: Call
     whole = train.run(override(config, {"logging.run_name": "whole"}))
     save = checkpoint.save
 
-    def save_up_to_two(model: object, run_dir: Path, finished: int) -> None:
+    def save_up_to_two(model: object, run_dir: Path, finished: int, best: object = None) -> None:
         if finished <= 2:
-            save(model, run_dir, finished)
+            save(model, run_dir, finished, best)
         if finished == 3:
             _ctrl_c()
 
