@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -180,12 +179,6 @@ def event_steps(folder: Path, tag: str) -> dict[int, int]:
     return counts
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Board:
     """A TensorBoard server on 127.0.0.1, queried through its HTTP data API."""
 
@@ -218,6 +211,8 @@ def tensorboard() -> Iterator[Callable[[Path], Board]]:
     processes: list[subprocess.Popen] = []
 
     def start(logdir: Path) -> Board:
+        from tfsoftmax.distribute import free_port
+
         port = free_port()
         process = subprocess.Popen(
             [

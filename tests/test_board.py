@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import child_env, tfsoftmax_command
 
 from tfsoftmax import board
 from tfsoftmax.errors import TfsoftmaxError
+
+from conftest import child_env, tfsoftmax_command
 
 
 def _run_dir(folder: Path) -> Path:

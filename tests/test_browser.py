@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tfsoftmax import train, tune
-from tfsoftmax.config import load_config
+from tfsoftmax.loader import load_config
 
 from conftest import ROOT, SHARED_FASHION
 

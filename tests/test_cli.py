@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from test_tune import sweep_file
 
 from tfsoftmax import cli, tune
-from tfsoftmax.config import load_config
-
-from test_tune import sweep_file
+from tfsoftmax.loader import load_config
 
 NO_TF = (
     "import sys, runpy; sys.argv = ['tfsoftmax'] + sys.argv[1:]\n"
@@ -98,7 +97,7 @@ def test_sweep_workers_read_the_resolved_config_and_inherit_verbose(
     write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tfsoftmax import distribute
-    from tfsoftmax.config import load_config
+    from tfsoftmax.loader import load_config
 
     class Launched(Exception):
         pass

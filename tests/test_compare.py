@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from tfsoftmax import compare
-from tfsoftmax.config import Config, load_config, override, to_toml
+from tfsoftmax.config import Config, to_toml
 from tfsoftmax.errors import TfsoftmaxError
+from tfsoftmax.loader import load_config, override
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LRS = (0.03, 0.1, 0.3)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tfsoftmax.config import Config, from_dict, load_config, override, to_toml
+from tfsoftmax.config import Config, to_toml
 from tfsoftmax.errors import TfsoftmaxError
+from tfsoftmax.loader import from_dict, load_config, override
 
 
 def _write(tmp_path: Path, text: str) -> Path:

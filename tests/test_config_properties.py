@@ -17,18 +17,35 @@ import typing
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tfsoftmax.config import (ALGORITHMS, LOSSES, OBJECTIVES, OPTIMIZERS, SAMPLINGS, SECTIONS, Config,
-                              SpaceEntry, load_config, override, to_toml)
 from tfsoftmax.checks import kind_of
+from tfsoftmax.config import (
+    ALGORITHMS,
+    LOSSES,
+    OBJECTIVES,
+    OPTIMIZERS,
+    SECTIONS,
+    Config,
+    to_toml,
+)
 from tfsoftmax.errors import CONFIG_ERROR, TfsoftmaxError
+from tfsoftmax.loader import load_config, override
+from tfsoftmax.space import SAMPLINGS, SpaceEntry
 
 # tmp_path is shared by a test's examples; each example overwrites the files it reads.
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                            HealthCheck.data_too_large])
+FAST = settings(SETTINGS, max_examples=40)
+
+
+def both_loops(test: Callable[..., None], **strategies: st.SearchStrategy[Any]) -> tuple[Any, Any]:
+    """The property twice: with FAST's few examples in the fast loop, with SETTINGS' many in the full
+    suite (marked slow). Derandomized, the fast examples are where the full run starts."""
+    return FAST(given(**strategies)(test)), pytest.mark.slow(SETTINGS(given(**strategies)(test)))
 
 INT64 = range(-2**63, 2**63)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
@@ -302,9 +319,7 @@ def assert_saved_config_reads_back(config: Config, folder: Path, header: str = "
 
 # --- The properties.
 
-@SETTINGS
-@given(content=FILE_BYTES, overrides=st.lists(override_strings(), max_size=3), stem=FILE_NAMES, header=TEXT)
-def test_any_file_and_overrides_load_or_fail_with_the_config_error(
+def _any_file_and_overrides_load_or_fail_with_the_config_error(
         tmp_path: Path, content: bytes, overrides: list[str], stem: str, header: str) -> None:
     path = tmp_path / "in" / f"{stem}.toml"
     path.parent.mkdir(exist_ok=True)
@@ -316,11 +331,12 @@ def test_any_file_and_overrides_load_or_fail_with_the_config_error(
         assert_saved_config_reads_back(config, tmp_path, header)
 
 
-@SETTINGS
-@given(overrides=st.lists(override_strings(), min_size=1, max_size=3), mapping=st.dictionaries(
-    OVERRIDE_PATHS, VALUES | st.one_of(*(valid_value(s, n) for s in SECTIONS for n in FIELDS[s] if n != "space")),
-    max_size=3))
-def test_override_from_python_returns_a_valid_config_or_the_config_error(
+test_any_file_and_overrides_load_or_fail_with_the_config_error, test_any_file_and_overrides_in_full = both_loops(
+    _any_file_and_overrides_load_or_fail_with_the_config_error, content=FILE_BYTES,
+    overrides=st.lists(override_strings(), max_size=3), stem=FILE_NAMES, header=TEXT)
+
+
+def _override_from_python_returns_a_valid_config_or_the_config_error(
         tmp_path: Path, overrides: list[str], mapping: dict[str, Any]) -> None:
     for change in (overrides, {k: v.text if isinstance(v, Raw) else v for k, v in mapping.items()}):
         config = assert_config_error(lambda: override(Config(), change))
@@ -331,6 +347,13 @@ def test_override_from_python_returns_a_valid_config_or_the_config_error(
                 config = dataclasses.replace(config, logging=dataclasses.replace(config.logging, experiment="x"))
             assert_valid(config)
             assert_saved_config_reads_back(config, tmp_path)
+
+
+test_override_from_python_returns_a_valid_config_or_the_config_error, test_override_from_python_in_full = both_loops(
+    _override_from_python_returns_a_valid_config_or_the_config_error,
+    overrides=st.lists(override_strings(), min_size=1, max_size=3), mapping=st.dictionaries(
+        OVERRIDE_PATHS, VALUES | st.one_of(*(valid_value(s, n) for s in SECTIONS for n in FIELDS[s] if n != "space")),
+        max_size=3))
 
 
 def _coerced(section: str, name: str, value: Any) -> Any:
@@ -405,9 +428,7 @@ def expected_space_entry(key: str, entry: dict[str, Any]) -> SpaceEntry:
                       else None)
 
 
-@SETTINGS
-@given(case=valid_configs())
-def test_allowed_values_load_as_written(tmp_path: Path, case: tuple[dict[str, Any], list[Any], Config]) -> None:
+def _allowed_values_load_as_written(tmp_path: Path, case: tuple[dict[str, Any], list[Any], Config]) -> None:
     doc, overrides, expected = case
     path = tmp_path / "exp.toml"
     path.write_text(toml_document(doc), encoding="utf-8")
@@ -422,3 +443,7 @@ def test_allowed_values_load_as_written(tmp_path: Path, case: tuple[dict[str, An
     if mapping.get("logging.experiment") == "":
         expected = dataclasses.replace(expected, logging=dataclasses.replace(expected.logging, experiment=None))
     assert override(load_config(path), mapping) == expected
+
+
+test_allowed_values_load_as_written, test_allowed_values_in_full = both_loops(_allowed_values_load_as_written,
+                                                                              case=valid_configs())

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from tfsoftmax import data, report, train
-from tfsoftmax.config import Config, load_config
+from tfsoftmax.config import Config
+from tfsoftmax.loader import load_config
 
 from conftest import MOCK_EXAMPLES, ROOT, mock_prepared
 

@@ -8,7 +8,8 @@ from typing import Callable
 import pytest
 
 from tfsoftmax import hparams, train
-from tfsoftmax.config import Config, load_config, override
+from tfsoftmax.config import Config
+from tfsoftmax.loader import load_config, override
 
 from conftest import ROOT, write_tiny_cache
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from tfsoftmax import checkpoint, rundir, train
-from tfsoftmax.config import ModelConfig, TrainConfig, load_config
+from tfsoftmax.config import ModelConfig, TrainConfig
 from tfsoftmax.errors import TfsoftmaxError
+from tfsoftmax.loader import load_config
 from tfsoftmax.model import build_model
 
 
@@ -56,7 +57,7 @@ def _record(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-@pytest.mark.parametrize("kind", ["keras", "scratch"])
+@pytest.mark.parametrize("kind", ["keras", pytest.param("scratch", marks=pytest.mark.slow)])
 def test_early_stopping_stops_after_patience_and_keeps_the_best_epoch(
         write_config: Callable[..., Path], kind: str) -> None:
     # lr 3 on the stripes: validation accuracy peaks early, then swings; patience 2 stops it.
@@ -79,6 +80,7 @@ def test_early_stopping_stops_after_patience_and_keeps_the_best_epoch(
     assert saved.evaluate(*splits.val, verbose=0, return_dict=True)["accuracy"] == pytest.approx(val[kept - 1])
 
 
+@pytest.mark.slow
 def test_early_stopping_resumes_to_the_same_epoch_and_weights(write_config: Callable[..., Path],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     text = '[train]\nepochs = 30\nlr = 3.0\nearly_stopping = 2\n[logging]\nrun_name = "r"'
@@ -110,6 +112,7 @@ def test_early_stopping_needs_a_validation_split(write_config: Callable[..., Pat
     assert info.value.exit_code == 2
 
 
+@pytest.mark.slow
 def test_a_sweep_opens_weight_decay_and_early_stopping(write_config: Callable[..., Path]) -> None:
     from tfsoftmax import tune
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import event_steps
 
 from tfsoftmax import calibration, data, train
-from tfsoftmax.config import load_config
+from tfsoftmax.loader import load_config
+
+from conftest import event_steps
 
 CALIBRATION_KEYS = {"ece", "ece_calibrated", "nll", "nll_calibrated", "temperature", "accuracy_at",
                     "threshold_95", "coverage_95", "accuracy_95"}

@@ -12,7 +12,7 @@ from typing import Callable
 import pytest
 
 from tfsoftmax import results, train, tune
-from tfsoftmax.config import load_config, override
+from tfsoftmax.loader import load_config, override
 
 from conftest import ROOT, child_env, one_line_error, tfsoftmax_command
 
@@ -21,7 +21,7 @@ ALGORITHMS = {"random": 4, "grid": 4, "bayesian": 5, "hyperband": 0}  # bayesian
 SEARCH_ALL = """
 import json, sys
 from tfsoftmax import tune
-from tfsoftmax.config import load_config
+from tfsoftmax.loader import load_config
 for path in sys.argv[2:]:
     tune.search(load_config(path, [f"logging.root={json.dumps(sys.argv[1])}"]))
 """

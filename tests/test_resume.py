@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import child_env, event_steps, one_line_error, tfsoftmax_command
 
 from tfsoftmax import checkpoint, files, rundir, train
-from tfsoftmax.config import load_config, override
 from tfsoftmax.errors import TfsoftmaxError
 from tfsoftmax.files import locked
+from tfsoftmax.loader import load_config, override
+
+from conftest import child_env, event_steps, one_line_error, tfsoftmax_command
 
 EPOCHS = 6
 

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_FASHION, child_env, one_line_error, tfsoftmax_command
 
 from tfsoftmax import tune
-from tfsoftmax.config import load_config
+from tfsoftmax.loader import load_config
+
+from conftest import SHARED_FASHION, child_env, one_line_error, tfsoftmax_command
 
 
 def _last_line(stderr: str) -> str:

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from tfsoftmax import rundir
-from tfsoftmax.config import Config, override
+from tfsoftmax.config import Config
 from tfsoftmax.errors import TfsoftmaxError
+from tfsoftmax.loader import override
 
 
 def _config(tmp_path: Path, **values: Any) -> Config:

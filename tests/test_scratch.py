@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from tfsoftmax import train
-from tfsoftmax.config import ModelConfig, TrainConfig, load_config
+from tfsoftmax.config import ModelConfig, TrainConfig
 from tfsoftmax.errors import TfsoftmaxError
+from tfsoftmax.loader import load_config
 from tfsoftmax.model import build_model
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from test_tune import sweep_file, trial_records
 
 from tfsoftmax import train, tune
-from tfsoftmax.config import load_config, override
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.loader import load_config, override
 
 from conftest import child_env, tfsoftmax_command
-from test_tune import sweep_file, trial_records
 
 
 def _sweep_cli(path: Path, *extra: str) -> list[str]:

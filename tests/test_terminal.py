@@ -16,8 +16,9 @@ from typing import Callable
 
 import pytest
 
-from conftest import child_env, tfsoftmax_command
 from tfsoftmax.terminal import VERBOSE_ENV, RetracingFilter, StartupNotices, verbose_requested
+
+from conftest import child_env, tfsoftmax_command
 
 CHATTER = ("absl::initializelog", "onednn", "cuda", "cuinit", "retracing")  # matched in lower case
 # As TensorFlow 2.21 wrote them on a CPU-only machine.

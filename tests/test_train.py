@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import event_steps
 
 from tfsoftmax import checkpoint, train
-from tfsoftmax.config import load_config
 from tfsoftmax.errors import TfsoftmaxError
+from tfsoftmax.loader import load_config
+
+from conftest import event_steps
 
 
 def _metrics(run_dir: Path) -> dict:

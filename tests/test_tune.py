@@ -9,10 +9,9 @@ from typing import Callable
 
 import pytest
 
-from tfsoftmax import estimate, hypermodel, results, train, tune
-from tfsoftmax.config import load_config
+from tfsoftmax import estimate, results, space, train, tune
 from tfsoftmax.errors import TfsoftmaxError
-
+from tfsoftmax.loader import load_config
 
 SPACE = """
 [sweep]
@@ -52,7 +51,7 @@ def test_space_entries_are_declared_with_their_types(write_config: Callable[...,
         )
     )
     hp = keras_tuner.HyperParameters()
-    values = {e.key: hypermodel.declare(hp, e) for e in config.sweep.space}
+    values = {e.key: space.declare(hp, e) for e in config.sweep.space}
     kinds = {h.name: type(h).__name__ for h in hp.space}
     assert kinds == {
         "train.lr": "Float",

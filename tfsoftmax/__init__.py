@@ -16,8 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tfsoftmax.config import Config, load_config, override
+from tfsoftmax.config import Config
 from tfsoftmax.errors import TfsoftmaxError
+from tfsoftmax.loader import load_config, override
 
 if TYPE_CHECKING:
     from tfsoftmax.train import RunResult

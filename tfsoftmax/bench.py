@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from tfsoftmax.bench_loops import MethodResult, numpy_sgd, time_eager, time_plain_fit, time_run_fit
 from tfsoftmax.bench_process import SWEEP_EPOCHS, SWEEP_TRIALS, sweep_throughput, whole_run
 from tfsoftmax.cli import positive_int
-from tfsoftmax.config import load_config, override
 from tfsoftmax.errors import CONFIG_ERROR, TfsoftmaxError
 from tfsoftmax.files import write_json
+from tfsoftmax.loader import load_config, override
 from tfsoftmax.table import format_table
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tfsoftmax.config import override
+from tfsoftmax.loader import override
 
 if TYPE_CHECKING:
     import keras

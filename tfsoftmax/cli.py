@@ -11,8 +11,9 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
-from tfsoftmax.config import Config, LoggingConfig, load_config, require_space
+from tfsoftmax.config import Config, LoggingConfig
 from tfsoftmax.errors import CONFIG_ERROR, INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.loader import load_config, require_space
 
 
 def _config(args: argparse.Namespace) -> Config:

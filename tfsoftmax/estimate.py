@@ -13,8 +13,9 @@ from pathlib import Path
 
 from tfsoftmax import data as data_lib
 from tfsoftmax import rundir
-from tfsoftmax.config import Config, override
+from tfsoftmax.config import Config
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.loader import override
 
 # What a trial costs beyond its epochs: resetting the model, a new input pipeline, keras-tuner's trial
 # files and best-epoch checkpoint, the HParams records, saving model.keras (see the README's speed section).

@@ -10,13 +10,10 @@ then uses that declaration for the whole log root).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tfsoftmax import rundir
+from tfsoftmax import rundir, space
 from tfsoftmax.config import Config, flat_config
-
-if TYPE_CHECKING:
-    from tfsoftmax.config import SpaceEntry
 
 STANDARD_KEYS = ("train.lr", "data.batch_size", "train.optimizer", "train.epochs", "model.kind", "train.seed")
 # Folders and file locations say where a run read its data, not how it trained.
@@ -58,16 +55,6 @@ def write_run_session(run_dir: Path, config: Config, history: dict[str, list[flo
     writer.close()
 
 
-def _domain(entry: SpaceEntry) -> Any:
-    from tensorboard.plugins.hparams import api as hp_api
-
-    if entry.values:
-        return hp_api.Discrete(list(entry.values))
-    if isinstance(entry.min, int):
-        return hp_api.IntInterval(int(entry.min), int(entry.max))
-    return hp_api.RealInterval(float(entry.min), float(entry.max))
-
-
 def write_sweep_config(config: Config, folder: Path) -> None:
     """Declare every swept key and the metrics before the first trial, so the dashboard's columns never
     depend on which trial happened to be logged first."""
@@ -76,7 +63,7 @@ def write_sweep_config(config: Config, folder: Path) -> None:
 
     # Only what every trial has: TensorBoard's parallel-coordinates view draws no line for a session that
     # lacks a declared column's value.
-    hparams = [hp_api.HParam(entry.key, _domain(entry)) for entry in config.sweep.space]
+    hparams = [hp_api.HParam(entry.key, space.hparams_domain(entry)) for entry in config.sweep.space]
     metrics = [hp_api.Metric(tag, group=group, display_name=f"{group} {tag.removeprefix('epoch_')}")
                for tag, group in SWEEP_METRICS]
     writer = tf.summary.create_file_writer(str(folder))

@@ -10,31 +10,16 @@ from typing import Any
 import keras
 import keras_tuner
 
-from tfsoftmax import checkpoint, kt_private, rundir, train
+from tfsoftmax import checkpoint, kt_private, rundir, space, train
 from tfsoftmax import data as data_lib
-from tfsoftmax.config import Config, override
+from tfsoftmax.config import Config
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.loader import override
 from tfsoftmax.model import build_model, graph_key, reset_to
 from tfsoftmax.results import config_for, execution_seed
-from tfsoftmax.space import SpaceEntry
 from tfsoftmax.stopping import StopSignal
 
 RESUME_WITH = "the same `tfsoftmax sweep` command (the trial continues from its last finished epoch)"
-
-
-def declare(hp: keras_tuner.HyperParameters, entry: SpaceEntry) -> Any:
-    """Register one space entry with keras-tuner and return its current value."""
-    if entry.values:
-        return hp.Choice(entry.key, list(entry.values))
-    if isinstance(entry.min, int):
-        return hp.Int(
-            entry.key,
-            int(entry.min),
-            int(entry.max),
-            step=int(entry.step) if entry.step else None,
-            sampling=entry.sampling,
-        )
-    return hp.Float(entry.key, entry.min, entry.max, step=entry.step, sampling=entry.sampling)
 
 
 def history(epochs: dict[str, list[float]]) -> keras.callbacks.History:
@@ -70,7 +55,7 @@ class HyperModel(keras_tuner.HyperModel):
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         # Every swept key is declared here, so even the first trial's HParams record holds them all.
-        values = {entry.key: declare(hp, entry) for entry in self.config.sweep.space}
+        values = {entry.key: space.declare(hp, entry) for entry in self.config.sweep.space}
         return self.starting_model(config_for(self.config, values))
 
     def fit(

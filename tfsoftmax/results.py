@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from tfsoftmax import rundir
-from tfsoftmax.config import Config, override, to_toml
+from tfsoftmax.config import Config, to_toml
 from tfsoftmax.errors import TfsoftmaxError
 from tfsoftmax.files import write_json, write_text
+from tfsoftmax.loader import override
 from tfsoftmax.table import format_table as text_table
 
 
@@ -163,12 +164,17 @@ def write_results(config: Config, rows: list[TrialRow], folder: Path) -> Path | 
 
 def best_trial_config(config: Config, best: TrialRow) -> Config:
     """The best trial's full config as a plain experiment: its values, all the epochs it trained (not cut at
-    its best epoch), no sweep."""
+    its best epoch), no sweep. A trial with early stopping kept its best epoch's weights: the config trains
+    that many epochs with no early stopping, so `--final`, which has no validation split to watch, trains
+    to the same epoch."""
     chosen = config_for(config, best.values)
     epochs = chosen.train.epochs if "train.epochs" in best.values else config.trial_epochs
+    stopping = chosen.train.early_stopping
+    if stopping and best.best_epoch is not None:
+        epochs, stopping = best.best_epoch, 0
     return dataclasses.replace(
         chosen,
-        train=dataclasses.replace(chosen.train, epochs=epochs),
+        train=dataclasses.replace(chosen.train, epochs=epochs, early_stopping=stopping),
         logging=dataclasses.replace(chosen.logging, experiment=f"{config.logging.experiment}_best"),
         sweep=dataclasses.replace(chosen.sweep, space=()),
     )

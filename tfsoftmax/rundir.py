@@ -91,7 +91,7 @@ def write_config(run_dir: Path, config: Config, resume_with: str) -> None:
 
 def read_config(run_dir: Path) -> Config:
     """The config a run trained with."""
-    from tfsoftmax.config import load_config
+    from tfsoftmax.loader import load_config
 
     return load_config(Path(run_dir) / CONFIG)
 

@@ -1,5 +1,6 @@
 """The sweep space: the config keys a sweep may open, each `[sweep.space]` entry (a list of values or a
-numeric range) checked when constructed, and its TOML table form."""
+numeric range) checked when constructed, its TOML table form, and the same entry as keras-tuner's
+hyperparameter and as TensorBoard's HParams domain (side by side, so the two never disagree)."""
 
 from __future__ import annotations
 
@@ -112,3 +113,29 @@ def entry_dict(entry: SpaceEntry) -> dict[str, Any]:
     if entry.step is not None:
         d["step"] = entry.step
     return d
+
+
+def declare(hp: Any, entry: SpaceEntry) -> Any:
+    """Register the entry with keras-tuner's `HyperParameters` `hp`; return its value in the current trial."""
+    if entry.values:
+        return hp.Choice(entry.key, list(entry.values))
+    if isinstance(entry.min, int):
+        return hp.Int(
+            entry.key,
+            int(entry.min),
+            int(entry.max),
+            step=int(entry.step) if entry.step else None,
+            sampling=entry.sampling,
+        )
+    return hp.Float(entry.key, entry.min, entry.max, step=entry.step, sampling=entry.sampling)
+
+
+def hparams_domain(entry: SpaceEntry) -> Any:
+    """The entry as a column of TensorBoard's HParams dashboard."""
+    from tensorboard.plugins.hparams import api as hp_api
+
+    if entry.values:
+        return hp_api.Discrete(list(entry.values))
+    if isinstance(entry.min, int):
+        return hp_api.IntInterval(int(entry.min), int(entry.max))
+    return hp_api.RealInterval(float(entry.min), float(entry.max))

@@ -21,10 +21,11 @@ import keras_tuner
 
 from tfsoftmax import checkpoint, distribute, estimate, hparams, kt_private, results, rundir, train
 from tfsoftmax import data as data_lib
-from tfsoftmax.config import Config, load_config, override, require_space, to_toml
+from tfsoftmax.config import Config, to_toml
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import locked, write_text
 from tfsoftmax.hypermodel import HyperModel
+from tfsoftmax.loader import load_config, override, require_space
 from tfsoftmax.progress import SweepProgress
 from tfsoftmax.results import TrialRow
 from tfsoftmax.stopping import StopSignal
