@@ -8,7 +8,7 @@ SHARED_DATA := $(abspath ../shared/datasets/fashion_mnist)
 export TFSOFTMAX_MANUAL_DIR ?= $(if $(wildcard $(SHARED_DATA)/*.gz),$(SHARED_DATA),)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: run test test-fast sweep board bench install
+.PHONY: run test test-fast lint sweep board bench install
 $(BIN)/tfsoftmax: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -31,3 +31,7 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff format --check tfsoftmax tests
+	$(BIN)/ruff check tfsoftmax tests

@@ -42,15 +42,17 @@ def logs(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("where", "kind", "dashboard"), [
-    ("fashion_mnist/20261201-101010", "run", "scalars"),
-    ("fashion_mnist", "experiment", "scalars"),
-    ("fashion_mnist_sweep", "sweep", "hparams"),
-    ("fashion_mnist_sweep/trial_0/execution0", "run", "scalars"),  # one execution of a trial is a run
-    (".", "log root", "scalars"),
-])
-def test_choose_serves_the_folder_on_the_dashboard_that_fits(logs: Path, where: str, kind: str,
-                                                             dashboard: str) -> None:
+@pytest.mark.parametrize(
+    ("where", "kind", "dashboard"),
+    [
+        ("fashion_mnist/20261201-101010", "run", "scalars"),
+        ("fashion_mnist", "experiment", "scalars"),
+        ("fashion_mnist_sweep", "sweep", "hparams"),
+        ("fashion_mnist_sweep/trial_0/execution0", "run", "scalars"),  # one execution of a trial is a run
+        (".", "log root", "scalars"),
+    ],
+)
+def test_choose_serves_the_folder_on_the_dashboard_that_fits(logs: Path, where: str, kind: str, dashboard: str) -> None:
     view = board.choose(logs / where)
     assert (view.logdir, view.kind, view.dashboard) == (logs / where, kind, dashboard)
 
@@ -95,10 +97,17 @@ def test_serve_hands_tensorboard_the_chosen_folder(logs: Path, monkeypatch: pyte
 
 @pytest.mark.slow
 def test_missing_path_is_one_line_without_loading_tensorboard(tmp_path: Path) -> None:
-    code = ("import sys\nfrom tfsoftmax.cli import main\ncode = main(sys.argv[1:])\n"
-            "assert 'tensorboard' not in sys.modules and 'tensorflow' not in sys.modules\nsys.exit(code)")
-    result = subprocess.run([sys.executable, "-c", code, "board", str(tmp_path / "nope")], capture_output=True,
-                            text=True, env=child_env(), timeout=60)
+    code = (
+        "import sys\nfrom tfsoftmax.cli import main\ncode = main(sys.argv[1:])\n"
+        "assert 'tensorboard' not in sys.modules and 'tensorflow' not in sys.modules\nsys.exit(code)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "board", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr == f"tfsoftmax: error: board: {tmp_path / 'nope'}: no such log directory\n"
 
@@ -107,8 +116,13 @@ def test_missing_path_is_one_line_without_loading_tensorboard(tmp_path: Path) ->
 @pytest.mark.tensorboard
 def test_board_on_a_sweep_prints_the_hparams_url_of_a_server_on_that_folder(logs: Path) -> None:
     sweep = logs / "fashion_mnist_sweep"
-    process = subprocess.Popen(tfsoftmax_command("board", str(sweep), "--port", "0"), stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True, env=child_env())
+    process = subprocess.Popen(
+        tfsoftmax_command("board", str(sweep), "--port", "0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=child_env(),
+    )
     try:
         line = process.stdout.readline()
         assert line.startswith(f"TensorBoard on sweep {sweep}: http://127.0.0.1:"), line

@@ -172,7 +172,7 @@ def test_accuracy_coverage_breaks_ties_by_input_order() -> None:
     rng = np.random.default_rng(11)
     confidence, correct = rng.choice([0.6, 0.7, 0.8], size=1_000), rng.random(1_000) < 0.5
     order = np.lexsort((np.arange(1_000), -confidence))  # by confidence, then by position
-    expected = {c: correct[order][:round(c * 1_000)].mean() for c in cal.COVERAGES}
+    expected = {c: correct[order][: round(c * 1_000)].mean() for c in cal.COVERAGES}
     assert cal.accuracy_coverage(*_binary(confidence, correct)) == expected
     with pytest.raises(ValueError, match="coverage must lie in"):
         cal.accuracy_coverage(probs, labels, (0.0,))

@@ -20,8 +20,14 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_are_d2l_reference_values(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, ""))
-    assert (config.data.dataset, config.data.batch_size, config.train.optimizer, config.train.lr,
-            config.train.epochs, config.model.init_stddev) == ("fashion_mnist", 256, "sgd", 0.1, 10, 0.01)
+    assert (
+        config.data.dataset,
+        config.data.batch_size,
+        config.train.optimizer,
+        config.train.lr,
+        config.train.epochs,
+        config.model.init_stddev,
+    ) == ("fashion_mnist", 256, "sgd", 0.1, 10, 0.01)
     assert config.data.validation_fraction == 0.1
     assert config.logging.root == "logs"
 
@@ -46,17 +52,27 @@ def test_config_is_frozen(tmp_path: Path) -> None:
 
 
 def test_saved_toml_reads_back_equal(tmp_path: Path) -> None:
-    config = load_config(_write(tmp_path, '[train]\noptimizer = "adam"\nlr = 3e-4\n[sweep.space]\n'
-                                          '"train.lr" = { min = 1e-3, max = 1.0, sampling = "log" }\n'
-                                          '"data.batch_size" = { values = [32, 64] }\n'))
+    config = load_config(
+        _write(
+            tmp_path,
+            '[train]\noptimizer = "adam"\nlr = 3e-4\n[sweep.space]\n'
+            '"train.lr" = { min = 1e-3, max = 1.0, sampling = "log" }\n'
+            '"data.batch_size" = { values = [32, 64] }\n',
+        )
+    )
     assert from_dict(tomllib.loads(to_toml(config, "header")), "saved") == config
 
 
 def test_overrides_parse_toml_values_and_bare_words(tmp_path: Path) -> None:
-    config = load_config(_write(tmp_path, ""), ["train.lr=0.3", "data.batch_size=128", "train.optimizer=adam",
-                                                 'logging.run_name="a-b"'])
-    assert (config.train.lr, config.data.batch_size, config.train.optimizer, config.logging.run_name) == \
-        (0.3, 128, "adam", "a-b")
+    config = load_config(
+        _write(tmp_path, ""), ["train.lr=0.3", "data.batch_size=128", "train.optimizer=adam", 'logging.run_name="a-b"']
+    )
+    assert (config.train.lr, config.data.batch_size, config.train.optimizer, config.logging.run_name) == (
+        0.3,
+        128,
+        "adam",
+        "a-b",
+    )
 
 
 def test_override_from_python(tmp_path: Path) -> None:
@@ -157,7 +173,7 @@ def test_naive_loss_belongs_to_the_scratch_model(tmp_path: Path) -> None:
 
 
 def test_strings_with_quotes_and_backslashes_round_trip(tmp_path: Path) -> None:
-    config = load_config(_write(tmp_path, ""), ['logging.root=\'we"ird\\path\''])
+    config = load_config(_write(tmp_path, ""), ["logging.root='we\"ird\\path'"])
     assert from_dict(tomllib.loads(to_toml(config)), "saved") == config
 
 
@@ -178,9 +194,23 @@ ODD_FILES = [
 ]
 
 
-@pytest.mark.parametrize("text,message", ODD_FILES, ids=[
-    "huge-float", "int-over-64-bit", "seed-over-32-bit", "long-hex", "long-int", "too-deep-array", "deep-array", "dataset-newline",
-    "run-name-newline", "line-separator", "control-char-key"])
+@pytest.mark.parametrize(
+    "text,message",
+    ODD_FILES,
+    ids=[
+        "huge-float",
+        "int-over-64-bit",
+        "seed-over-32-bit",
+        "long-hex",
+        "long-int",
+        "too-deep-array",
+        "deep-array",
+        "dataset-newline",
+        "run-name-newline",
+        "line-separator",
+        "control-char-key",
+    ],
+)
 def test_odd_file_is_a_one_line_config_error(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(TfsoftmaxError) as info:
         load_config(_write(tmp_path, text))
@@ -190,9 +220,9 @@ def test_odd_file_is_a_one_line_config_error(tmp_path: Path, text: str, message:
 
 
 def test_characters_beyond_the_basic_plane_round_trip(tmp_path: Path) -> None:
-    config = load_config(_write(tmp_path, '[data]\ndata_dir = "\U0001F600"\n'))
+    config = load_config(_write(tmp_path, '[data]\ndata_dir = "\U0001f600"\n'))
     assert load_config(_write(tmp_path, to_toml(config, "saved by\x01a test\nsecond line"))) == config
-    assert override(config, {"data.data_dir": "\U0001F601"}).data.data_dir == "\U0001F601"
+    assert override(config, {"data.data_dir": "\U0001f601"}).data.data_dir == "\U0001f601"
 
 
 def test_override_with_undecodable_bytes_is_a_config_error(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ import datetime as dt
 import math
 import re
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -36,9 +37,13 @@ from tfsoftmax.loader import load_config, override
 from tfsoftmax.space import SAMPLINGS, SpaceEntry
 
 # tmp_path is shared by a test's examples; each example overwrites the files it reads.
-SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 FAST = settings(SETTINGS, max_examples=40)
 
 
@@ -47,19 +52,30 @@ def both_loops(test: Callable[..., None], **strategies: st.SearchStrategy[Any]) 
     suite (marked slow). Derandomized, the fast examples are where the full run starts."""
     return FAST(given(**strategies)(test)), pytest.mark.slow(SETTINGS(given(**strategies)(test)))
 
-INT64 = range(-2**63, 2**63)
+
+INT64 = range(-(2**63), 2**63)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[A-Za-z0-9_.\-]+)?(:[0-9]+\.[0-9]+\.[0-9]+)?")
 # Each field's value type; OPTIONAL fields may also be None ("not set", which "" in a file also means).
-HINTS = {section: {name: kind_of(cls, name)[0] for name in typing.get_type_hints(cls) if name != "NAME"}
-         for section, cls in SECTIONS.items()}
-OPTIONAL = {(section, f.name) for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)
-            if f.name != "space" and kind_of(cls, f.name)[1]}
+HINTS = {
+    section: {name: kind_of(cls, name)[0] for name in typing.get_type_hints(cls) if name != "NAME"}
+    for section, cls in SECTIONS.items()
+}
+OPTIONAL = {
+    (section, f.name)
+    for section, cls in SECTIONS.items()
+    for f in dataclasses.fields(cls)
+    if f.name != "space" and kind_of(cls, f.name)[1]
+}
 FIELDS = {section: [f.name for f in dataclasses.fields(cls)] for section, cls in SECTIONS.items()}
 TUNABLE = ["data.batch_size"] + [f"{s}.{name}" for s in ("model", "train") for name in FIELDS[s]]
-CHOICES = {("model", "kind"): ("keras", "scratch"), ("model", "loss"): LOSSES,
-           ("train", "optimizer"): OPTIMIZERS, ("sweep", "algorithm"): ALGORITHMS,
-           ("sweep", "objective"): OBJECTIVES}
+CHOICES = {
+    ("model", "kind"): ("keras", "scratch"),
+    ("model", "loss"): LOSSES,
+    ("train", "optimizer"): OPTIMIZERS,
+    ("sweep", "algorithm"): ALGORITHMS,
+    ("sweep", "objective"): OBJECTIVES,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,22 +89,55 @@ class Raw:
 TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
 # Command-line arguments can also carry lone surrogates (undecodable bytes, via surrogateescape).
 ARGV_TEXT = st.text(st.characters(exclude_categories=()), max_size=16)
-HUGE_INTS = st.sampled_from([2**63 - 1, 2**63, -2**63, -2**63 - 1, 2**64, 10**400, -10**400])
-ODD_TOML = st.sampled_from([Raw(t) for t in (
-    "0x" + "f" * 4000,          # fine for tomllib, over 4300 decimal digits for str()
-    "9" * 5000,                 # over int()'s 4300-digit limit
-    "1e400", "-1e400", "+inf", "-nan", "-0.0", "5e-324", "0o17", "0b101", "1_000", "0xff",
-    "1979-05-27T07:32:00Z", "1979-05-27T00:32:00.999999-07:00", "1979-05-27", "07:32:00",
-    "'literal \\ string'", '"""multi\nline"""', "'''raw\nlines'''", "{}", "[]", "[[]]", "{ a = {} }",
-    "{ a = " * 200 + "1" + " }" * 200,
-)]) | st.integers(1, 1100).map(lambda n: Raw("[" * n + "]" * n))
+HUGE_INTS = st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64, 10**400, -(10**400)])
+ODD_TOML = st.sampled_from(
+    [
+        Raw(t)
+        for t in (
+            "0x" + "f" * 4000,  # fine for tomllib, over 4300 decimal digits for str()
+            "9" * 5000,  # over int()'s 4300-digit limit
+            "1e400",
+            "-1e400",
+            "+inf",
+            "-nan",
+            "-0.0",
+            "5e-324",
+            "0o17",
+            "0b101",
+            "1_000",
+            "0xff",
+            "1979-05-27T07:32:00Z",
+            "1979-05-27T00:32:00.999999-07:00",
+            "1979-05-27",
+            "07:32:00",
+            "'literal \\ string'",
+            '"""multi\nline"""',
+            "'''raw\nlines'''",
+            "{}",
+            "[]",
+            "[[]]",
+            "{ a = {} }",
+            "{ a = " * 200 + "1" + " }" * 200,
+        )
+    ]
+) | st.integers(1, 1100).map(lambda n: Raw("[" * n + "]" * n))
 # Nesting: tomllib spends about two stack frames a level and a message showing the value once spent three,
 # so some depths parsed but could not be shown (331 to 496 at Python's default recursion limit; Hypothesis
 # raises the limit, hence depths up to 1100).
-SCALARS = st.one_of(st.integers(), HUGE_INTS, st.floats(), st.booleans(), TEXT, ODD_TOML,
-                    st.datetimes(timezones=st.none() | st.just(dt.timezone.utc)), st.dates(), st.times())
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
-                      max_leaves=6)
+SCALARS = st.one_of(
+    st.integers(),
+    HUGE_INTS,
+    st.floats(),
+    st.booleans(),
+    TEXT,
+    ODD_TOML,
+    st.datetimes(timezones=st.none() | st.just(dt.UTC)),
+    st.dates(),
+    st.times(),
+)
+VALUES = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3), max_leaves=6
+)
 
 
 def toml_str(text: str) -> str:
@@ -142,8 +191,7 @@ def valid_value(section: str, name: str) -> st.SearchStrategy[Any]:
     if kind is bool:
         return st.booleans()
     if name == "dataset":
-        return st.from_regex(r"[a-z][a-z0-9_]{0,8}(/[A-Za-z0-9_.\-]{1,4})?(:[0-9]\.[0-9]{1,2}\.[0-9])?",
-                             fullmatch=True)
+        return st.from_regex(r"[a-z][a-z0-9_]{0,8}(/[A-Za-z0-9_.\-]{1,4})?(:[0-9]\.[0-9]{1,2}\.[0-9])?", fullmatch=True)
     if name in ("experiment", "run_name"):
         return st.just("") | st.from_regex(NAME, fullmatch=True).filter(lambda s: len(s) < 20)
     if name == "root":
@@ -204,8 +252,13 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
         table = {}
         for name in draw(st.lists(mostly(st.sampled_from(FIELDS[section]), TEXT), unique=True, max_size=5)):
             if (section, name) == ("sweep", "space"):
-                keys = draw(st.lists(mostly(st.sampled_from(TUNABLE), st.sampled_from(["data.dataset", "logging.root"])
-                                            | TEXT), unique=True, max_size=3))
+                keys = draw(
+                    st.lists(
+                        mostly(st.sampled_from(TUNABLE), st.sampled_from(["data.dataset", "logging.root"]) | TEXT),
+                        unique=True,
+                        max_size=3,
+                    )
+                )
                 table[name] = {k: draw(space_entries(k)) for k in keys}
             elif name in FIELDS[section]:
                 table[name] = draw(field_value(section, name))
@@ -218,19 +271,39 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
 def splice(text: str, at: int, cut: int, insert: str) -> str:
     """Damage a document a little: cut some characters at one place and insert others."""
     at %= len(text) + 1
-    return text[:at] + insert + text[at + cut:]
+    return text[:at] + insert + text[at + cut :]
 
 
-FILE_BYTES = mostly(documents().map(toml_document).map(str.encode), st.one_of(
-    st.builds(splice, documents().map(toml_document), st.integers(0, 10**4), st.integers(0, 3),
-              TEXT).map(str.encode),
-    TEXT.map(str.encode),
-    st.binary(max_size=40),
-), odds=2)
-OVERRIDE_PATHS = st.sampled_from([f"{s}.{name}" for s in SECTIONS for name in FIELDS[s]]
-                                 + [f"sweep.space.{k}" for k in TUNABLE]
-                                 + ["sweep.space", "sweep.space.", "sweep.space.data.dataset", "train", "",
-                                    "train.lr.x", "data..x", ".train", " train . lr ", "trian.lr"]) | ARGV_TEXT
+FILE_BYTES = mostly(
+    documents().map(toml_document).map(str.encode),
+    st.one_of(
+        st.builds(splice, documents().map(toml_document), st.integers(0, 10**4), st.integers(0, 3), TEXT).map(
+            str.encode
+        ),
+        TEXT.map(str.encode),
+        st.binary(max_size=40),
+    ),
+    odds=2,
+)
+OVERRIDE_PATHS = (
+    st.sampled_from(
+        [f"{s}.{name}" for s in SECTIONS for name in FIELDS[s]]
+        + [f"sweep.space.{k}" for k in TUNABLE]
+        + [
+            "sweep.space",
+            "sweep.space.",
+            "sweep.space.data.dataset",
+            "train",
+            "",
+            "train.lr.x",
+            "data..x",
+            ".train",
+            " train . lr ",
+            "trian.lr",
+        ]
+    )
+    | ARGV_TEXT
+)
 
 
 @st.composite
@@ -254,6 +327,7 @@ FILE_NAMES = st.text(st.characters(codec="utf-8", exclude_characters="/\x00"), m
 
 
 # --- What a loaded Config must satisfy.
+
 
 def assert_valid(config: Config) -> None:
     """Every field has its declared type and passes its check; space entries are well formed."""
@@ -319,8 +393,10 @@ def assert_saved_config_reads_back(config: Config, folder: Path, header: str = "
 
 # --- The properties.
 
+
 def _any_file_and_overrides_load_or_fail_with_the_config_error(
-        tmp_path: Path, content: bytes, overrides: list[str], stem: str, header: str) -> None:
+    tmp_path: Path, content: bytes, overrides: list[str], stem: str, header: str
+) -> None:
     path = tmp_path / "in" / f"{stem}.toml"
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(content)
@@ -332,14 +408,19 @@ def _any_file_and_overrides_load_or_fail_with_the_config_error(
 
 
 test_any_file_and_overrides_load_or_fail_with_the_config_error, test_any_file_and_overrides_in_full = both_loops(
-    _any_file_and_overrides_load_or_fail_with_the_config_error, content=FILE_BYTES,
-    overrides=st.lists(override_strings(), max_size=3), stem=FILE_NAMES, header=TEXT)
+    _any_file_and_overrides_load_or_fail_with_the_config_error,
+    content=FILE_BYTES,
+    overrides=st.lists(override_strings(), max_size=3),
+    stem=FILE_NAMES,
+    header=TEXT,
+)
 
 
 def _override_from_python_returns_a_valid_config_or_the_config_error(
-        tmp_path: Path, overrides: list[str], mapping: dict[str, Any]) -> None:
+    tmp_path: Path, overrides: list[str], mapping: dict[str, Any]
+) -> None:
     for change in (overrides, {k: v.text if isinstance(v, Raw) else v for k, v in mapping.items()}):
-        config = assert_config_error(lambda: override(Config(), change))
+        config = assert_config_error(lambda change=change: override(Config(), change))
         event(f"{type(change).__name__}: {'loaded' if config is not None else 'config error'}")
         if config is not None:
             # Only load_config names the experiment after the file; name it here as it would.
@@ -351,9 +432,13 @@ def _override_from_python_returns_a_valid_config_or_the_config_error(
 
 test_override_from_python_returns_a_valid_config_or_the_config_error, test_override_from_python_in_full = both_loops(
     _override_from_python_returns_a_valid_config_or_the_config_error,
-    overrides=st.lists(override_strings(), min_size=1, max_size=3), mapping=st.dictionaries(
-        OVERRIDE_PATHS, VALUES | st.one_of(*(valid_value(s, n) for s in SECTIONS for n in FIELDS[s] if n != "space")),
-        max_size=3))
+    overrides=st.lists(override_strings(), min_size=1, max_size=3),
+    mapping=st.dictionaries(
+        OVERRIDE_PATHS,
+        VALUES | st.one_of(*(valid_value(s, n) for s in SECTIONS for n in FIELDS[s] if n != "space")),
+        max_size=3,
+    ),
+)
 
 
 def _coerced(section: str, name: str, value: Any) -> Any:
@@ -381,14 +466,17 @@ def valid_configs(draw: st.DrawFn) -> tuple[dict[str, dict[str, Any]], list[tupl
         doc.setdefault("model", {})["kind"] = "scratch"
     elif doc.get("model", {}).get("kind") == "scratch":
         doc["model"]["kind"] = "keras"
-    space = {k: draw(valid_space_entry(k, scratch)) for k in draw(st.lists(st.sampled_from(TUNABLE), unique=True,
-                                                                            max_size=4))}
+    space = {
+        k: draw(valid_space_entry(k, scratch))
+        for k in draw(st.lists(st.sampled_from(TUNABLE), unique=True, max_size=4))
+    }
     if space:
         doc.setdefault("sweep", {})["space"] = space
     # Overrides leave alone the keys that must agree with others (kind, loss, optimizer).
     free = [(s, n) for s in SECTIONS for n in FIELDS[s] if (s, n) not in CHOICES or s == "sweep"]
-    overrides = [(s, n, draw(valid_value(s, n))) for s, n in draw(st.lists(st.sampled_from(free), max_size=3))
-                 if n != "space"]
+    overrides = [
+        (s, n, draw(valid_value(s, n))) for s, n in draw(st.lists(st.sampled_from(free), max_size=3)) if n != "space"
+    ]
     merged = {s: {n: _coerced(s, n, v) for n, v in table.items() if n != "space"} for s, table in doc.items()}
     for s, n, v in overrides:
         merged.setdefault(s, {})[n] = _coerced(s, n, v)
@@ -411,8 +499,10 @@ def valid_space_entry(draw: st.DrawFn, key: str, scratch: bool) -> dict[str, Any
     if kind not in (int, float) or draw(st.booleans()):
         values = draw(st.lists(value, min_size=1, max_size=4, unique_by=lambda v: _coerced(section, name, v)))
         return {"values": values}
-    low, high = sorted(draw(st.lists(value, min_size=2, max_size=2, unique_by=lambda v: _coerced(section, name, v))),
-                       key=lambda v: _coerced(section, name, v))
+    low, high = sorted(
+        draw(st.lists(value, min_size=2, max_size=2, unique_by=lambda v: _coerced(section, name, v))),
+        key=lambda v: _coerced(section, name, v),
+    )
     entry = {"min": low, "max": high, "sampling": draw(st.sampled_from(SAMPLINGS if low > 0 else ["linear"]))}
     if draw(st.booleans()):
         entry["step"] = draw(st.integers(1, 10**6) if kind is int else POSITIVE)
@@ -423,9 +513,13 @@ def expected_space_entry(key: str, entry: dict[str, Any]) -> SpaceEntry:
     section, name = key.split(".")
     if "values" in entry:
         return SpaceEntry(key=key, values=tuple(_coerced(section, name, v) for v in entry["values"]))
-    return SpaceEntry(key=key, min=_coerced(section, name, entry["min"]), max=_coerced(section, name, entry["max"]),
-                      sampling=entry["sampling"], step=_coerced(section, name, entry["step"]) if "step" in entry
-                      else None)
+    return SpaceEntry(
+        key=key,
+        min=_coerced(section, name, entry["min"]),
+        max=_coerced(section, name, entry["max"]),
+        sampling=entry["sampling"],
+        step=_coerced(section, name, entry["step"]) if "step" in entry else None,
+    )
 
 
 def _allowed_values_load_as_written(tmp_path: Path, case: tuple[dict[str, Any], list[Any], Config]) -> None:
@@ -445,5 +539,6 @@ def _allowed_values_load_as_written(tmp_path: Path, case: tuple[dict[str, Any], 
     assert override(load_config(path), mapping) == expected
 
 
-test_allowed_values_load_as_written, test_allowed_values_in_full = both_loops(_allowed_values_load_as_written,
-                                                                              case=valid_configs())
+test_allowed_values_load_as_written, test_allowed_values_in_full = both_loops(
+    _allowed_values_load_as_written, case=valid_configs()
+)

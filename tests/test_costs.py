@@ -12,8 +12,7 @@ from tfsoftmax import costs
 
 def _logits(scale: float) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    return (rng.normal(0.0, scale, (16, 10)).astype(np.float32),
-            rng.integers(0, 10, 16).astype(np.int64))
+    return (rng.normal(0.0, scale, (16, 10)).astype(np.float32), rng.integers(0, 10, 16).astype(np.int64))
 
 
 def test_every_loss_gives_the_fused_value_on_moderate_logits() -> None:
@@ -43,8 +42,12 @@ def test_cross_entropy_epochs_times_every_loss_on_the_same_batches() -> None:
         assert len(r.epoch_s) == 2 and all(t > 0 for t in r.epoch_s) and r.ratio_to_fused > 0
         # Same weights, batches and learning rate: the losses train the same model.
         assert r.last_epoch_loss == pytest.approx(fused.last_epoch_loss, rel=1e-4), r.loss
-    assert {r.loss: r.finite_unscaled for r in rows} == {"definition": False, "naive": False, "stable": True,
-                                                         "fused": True}
+    assert {r.loss: r.finite_unscaled for r in rows} == {
+        "definition": False,
+        "naive": False,
+        "stable": True,
+        "fused": True,
+    }
 
 
 def test_softmax_layer_cost_counts_weight_memory_exactly() -> None:
@@ -67,8 +70,16 @@ def test_format_costs_has_a_header_and_a_line_per_row_and_rows_dump_to_json() ->
 
 
 def test_format_costs_of_loss_rows() -> None:
-    row = costs.LossCost(loss="naive", formula="f", warmup_s=1.0, epoch_s=[0.5], median_epoch_s=0.5,
-                         ratio_to_fused=1.25, last_epoch_loss=0.5, finite_unscaled=False)
+    row = costs.LossCost(
+        loss="naive",
+        formula="f",
+        warmup_s=1.0,
+        epoch_s=[0.5],
+        median_epoch_s=0.5,
+        ratio_to_fused=1.25,
+        last_epoch_loss=0.5,
+        finite_unscaled=False,
+    )
     lines = costs.format_costs([row, row]).splitlines()
     assert len(lines) == 3 and lines[0].startswith("loss")
     assert lines[1].split()[-2:] == ["0.5000", "no"] and "1.25" in lines[1]

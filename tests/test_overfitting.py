@@ -32,8 +32,7 @@ def test_weight_decay_adds_half_lambda_squared_norm_and_shrinks_the_kernel(kind:
     decayed = build_model((6, 6, 1), 4, ModelConfig(kind=kind), TrainConfig(lr=0.5, seed=3, weight_decay=0.5))
     kernel = plain.get_weights()[0]
     penalty = 0.25 * float(np.sum(kernel.astype(np.float64) ** 2))
-    assert decayed.evaluate(x, y, verbose=0)[0] == pytest.approx(plain.evaluate(x, y, verbose=0)[0] + penalty,
-                                                                 rel=1e-5)
+    assert decayed.evaluate(x, y, verbose=0)[0] == pytest.approx(plain.evaluate(x, y, verbose=0)[0] + penalty, rel=1e-5)
     for model in (plain, decayed):
         model.fit(batches, epochs=3, verbose=0, shuffle=False)
     assert np.linalg.norm(decayed.get_weights()[0]) < 0.9 * np.linalg.norm(plain.get_weights()[0])
@@ -59,7 +58,8 @@ def _record(run_dir: Path) -> dict:
 
 @pytest.mark.parametrize("kind", ["keras", pytest.param("scratch", marks=pytest.mark.slow)])
 def test_early_stopping_stops_after_patience_and_keeps_the_best_epoch(
-        write_config: Callable[..., Path], kind: str) -> None:
+    write_config: Callable[..., Path], kind: str
+) -> None:
     # lr 3 on the stripes: validation accuracy peaks early, then swings; patience 2 stops it.
     config = load_config(write_config(f'[train]\nepochs = 30\nlr = 3.0\nearly_stopping = 2\n[model]\nkind = "{kind}"'))
     result = train.run(config)
@@ -81,8 +81,9 @@ def test_early_stopping_stops_after_patience_and_keeps_the_best_epoch(
 
 
 @pytest.mark.slow
-def test_early_stopping_resumes_to_the_same_epoch_and_weights(write_config: Callable[..., Path],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_early_stopping_resumes_to_the_same_epoch_and_weights(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     text = '[train]\nepochs = 30\nlr = 3.0\nearly_stopping = 2\n[logging]\nrun_name = "r"'
     whole = train.run(load_config(write_config(text, name="whole")))
     expected = _record(whole.run_dir)
@@ -116,13 +117,18 @@ def test_early_stopping_needs_a_validation_split(write_config: Callable[..., Pat
 def test_a_sweep_opens_weight_decay_and_early_stopping(write_config: Callable[..., Path]) -> None:
     from tfsoftmax import tune
 
-    config = load_config(write_config(
-        '[train]\nepochs = 4\n[sweep]\nmax_trials = 3\n[sweep.space]\n'
-        '"train.weight_decay" = { values = [0.0, 0.01, 0.1] }\n"train.early_stopping" = { values = [0, 1] }'))
+    config = load_config(
+        write_config(
+            "[train]\nepochs = 4\n[sweep]\nmax_trials = 3\n[sweep.space]\n"
+            '"train.weight_decay" = { values = [0.0, 0.01, 0.1] }\n"train.early_stopping" = { values = [0, 1] }'
+        )
+    )
     result = tune.search(config)
     assert [r.status for r in result.rows] == ["completed"] * 3
     for row in result.rows:
         run_dir = rundir.trial_dir(result.sweep_dir, row.trial_id) / "execution0"
         saved = load_config(run_dir / "config.toml")
         assert (saved.train.weight_decay, saved.train.early_stopping) == (
-            row.values["train.weight_decay"], row.values["train.early_stopping"])
+            row.values["train.weight_decay"],
+            row.values["train.early_stopping"],
+        )

@@ -14,12 +14,22 @@ from tfsoftmax.loader import load_config
 
 from conftest import event_steps
 
-CALIBRATION_KEYS = {"ece", "ece_calibrated", "nll", "nll_calibrated", "temperature", "accuracy_at",
-                    "threshold_95", "coverage_95", "accuracy_95"}
+CALIBRATION_KEYS = {
+    "ece",
+    "ece_calibrated",
+    "nll",
+    "nll_calibrated",
+    "temperature",
+    "accuracy_at",
+    "threshold_95",
+    "coverage_95",
+    "accuracy_95",
+}
 
 
 def test_a_run_records_its_calibration_with_the_temperature_fitted_on_validation(
-        write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     fitted_on: list[np.ndarray] = []
     fit = calibration.fit_temperature
 
@@ -42,9 +52,17 @@ def test_a_run_records_its_calibration_with_the_temperature_fitted_on_validation
     assert calibrated["temperature"] == pytest.approx(fit(val_logits, splits.val[1]))
     probs = calibration.softmax(test_logits)
     assert calibrated["ece"] == pytest.approx(calibration.expected_calibration_error(probs, splits.test[1]))
-    for tag in ("calibration/ece", "calibration/ece_calibrated", "calibration/nll", "calibration/temperature",
-                "calibration/accuracy_at_80pct", "calibration/reliability", "calibration/coverage",
-                "test/T-shirt/top/pr_curves", "test/Ankle boot/pr_curves"):
+    for tag in (
+        "calibration/ece",
+        "calibration/ece_calibrated",
+        "calibration/nll",
+        "calibration/temperature",
+        "calibration/accuracy_at_80pct",
+        "calibration/reliability",
+        "calibration/coverage",
+        "test/T-shirt/top/pr_curves",
+        "test/Ankle boot/pr_curves",
+    ):
         assert event_steps(result.run_dir, tag) == {3: 1}, tag
 
 
@@ -62,8 +80,13 @@ def test_calibration_is_served_by_tensorboard(write_config: Callable[..., Path],
     run = run_dir.name
     board.wait_for(lambda: run in board.get("/data/plugin/scalars/tags"))
     scalars = board.get("/data/plugin/scalars/tags")[run]
-    assert {"calibration/ece", "calibration/ece_calibrated", "calibration/nll", "calibration/temperature",
-            "calibration/accuracy_at_80pct"} <= set(scalars)
+    assert {
+        "calibration/ece",
+        "calibration/ece_calibrated",
+        "calibration/nll",
+        "calibration/temperature",
+        "calibration/accuracy_at_80pct",
+    } <= set(scalars)
     images = board.get("/data/plugin/images/tags")[run]
     assert {"calibration/reliability", "calibration/coverage"} <= set(images)
     curves = board.get("/data/plugin/pr_curves/tags")[run]

@@ -64,13 +64,17 @@ def _stop_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
 
 
 @pytest.mark.parametrize("kind", ["keras", pytest.param("scratch", marks=pytest.mark.slow)])
-def test_stopped_run_resumes_to_the_uninterrupted_result(write_config: Callable[..., Path],
-                                                         monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+def test_stopped_run_resumes_to_the_uninterrupted_result(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
     config = load_config(write_config(f'[train]\nepochs = {EPOCHS}\n[model]\nkind = "{kind}"'))
     whole = train.run(override(config, {"logging.run_name": "whole"}))
     _stop_after_epoch(monkeypatch, 2)
-    with pytest.raises(TfsoftmaxError, match=r"^interrupted after 2 finished epoch\(s\) of .*/cut; resume "
-                                             r"with: tfsoftmax run --resume .*/cut$") as info:
+    with pytest.raises(
+        TfsoftmaxError,
+        match=r"^interrupted after 2 finished epoch\(s\) of .*/cut; resume "
+        r"with: tfsoftmax run --resume .*/cut$",
+    ) as info:
         train.run(override(config, {"logging.run_name": "cut"}))
     assert info.value.exit_code == 130
     cut = whole.run_dir.parent / "cut"
@@ -100,8 +104,9 @@ def _assert_one_event_per_epoch(run_dir: Path, epochs: int, missing_allowed: boo
 
 
 @pytest.mark.slow
-def test_ctrl_c_while_finishing_leaves_a_run_that_resumes_to_its_end(write_config: Callable[..., Path],
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_while_finishing_leaves_a_run_that_resumes_to_its_end(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A second Ctrl-C during the final evaluation and report: every epoch is trained, nothing is lost,
     and the resume trains no epoch again, only finishes."""
     from tfsoftmax import report
@@ -125,8 +130,9 @@ def test_ctrl_c_while_finishing_leaves_a_run_that_resumes_to_its_end(write_confi
 
 
 @pytest.mark.slow
-def test_low_disk_stops_before_writing_and_the_run_resumes(write_config: Callable[..., Path],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_low_disk_stops_before_writing_and_the_run_resumes(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Under the 4 MiB reserve a run stops in one line at the next epoch end (what runs without root can
     test; tests/test_robustness.py fills a real small disk where mounting is allowed)."""
     import shutil as shutil_module
@@ -134,9 +140,12 @@ def test_low_disk_stops_before_writing_and_the_run_resumes(write_config: Callabl
     config = load_config(write_config(f"[train]\nepochs = {EPOCHS}"))
     real = shutil_module.disk_usage
     monkeypatch.setattr(files.shutil, "disk_usage", lambda p: real(p)._replace(free=files.RESERVE_BYTES - 1))
-    with pytest.raises(TfsoftmaxError, match=r"^cannot write in .*: No space left on device \(under 4 MiB "
-                                             r"free\); what was written before is kept; resume with: "
-                                             r"tfsoftmax run --resume ") as info:
+    with pytest.raises(
+        TfsoftmaxError,
+        match=r"^cannot write in .*: No space left on device \(under 4 MiB "
+        r"free\); what was written before is kept; resume with: "
+        r"tfsoftmax run --resume ",
+    ) as info:
         train.run(config)
     assert info.value.exit_code == 1
     monkeypatch.undo()
@@ -146,8 +155,9 @@ def test_low_disk_stops_before_writing_and_the_run_resumes(write_config: Callabl
 
 
 @pytest.mark.slow
-def test_record_one_epoch_ahead_of_the_checkpoint_is_cut_back(write_config: Callable[..., Path],
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_record_one_epoch_ahead_of_the_checkpoint_is_cut_back(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A kill between writing metrics.json and the checkpoint: the epoch is simply trained again."""
     config = load_config(write_config(f"[train]\nepochs = {EPOCHS}"))
     whole = train.run(override(config, {"logging.run_name": "whole"}))
@@ -179,44 +189,62 @@ def _ended_by_hand(run_dir: Path, config_file: Path, **record: object) -> Path:
     return run_dir
 
 
-def test_resume_refuses_what_is_not_a_resumable_run(write_config: Callable[..., Path], tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_refuses_what_is_not_a_resumable_run(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "nope"
     assert one_line_error(["run", "--resume", str(missing)], capsys) == (
-        2, f"tfsoftmax: error: --resume {missing}: no such run directory")
+        2,
+        f"tfsoftmax: error: --resume {missing}: no such run directory",
+    )
     assert one_line_error(["run", "--resume", str(tmp_path)], capsys) == (
-        2, f"tfsoftmax: error: --resume {tmp_path}: not a run directory (no config.toml); allowed: a folder "
-           "that `tfsoftmax run` created, such as logs/<experiment>/<run>")
+        2,
+        f"tfsoftmax: error: --resume {tmp_path}: not a run directory (no config.toml); allowed: a folder "
+        "that `tfsoftmax run` created, such as logs/<experiment>/<run>",
+    )
     path = write_config()
     assert one_line_error(["run", str(path), "--resume", str(tmp_path)], capsys) == (
-        2, "tfsoftmax: error: run: --resume RUN_DIR continues a run with the config saved in it; give either "
-           "CONFIG (with --set/--logdir) or --resume RUN_DIR")
+        2,
+        "tfsoftmax: error: run: --resume RUN_DIR continues a run with the config saved in it; give either "
+        "CONFIG (with --set/--logdir) or --resume RUN_DIR",
+    )
     assert one_line_error(["run"], capsys)[0] == 2
-    done = _ended_by_hand(tmp_path / "logs" / "done", path, status="completed",
-                          test={"loss": 0.5, "accuracy": 0.8})
+    done = _ended_by_hand(tmp_path / "logs" / "done", path, status="completed", test={"loss": 0.5, "accuracy": 0.8})
     assert one_line_error(["run", "--resume", str(done)], capsys) == (
-        2, f"tfsoftmax: error: --resume {done}: the run already completed; nothing to resume")
-    diverged = _ended_by_hand(tmp_path / "logs" / "diverged", path, status="diverged", divergence={
-        "epoch": 1, "batch": 1, "reason": "training loss became nan at epoch 1, batch 1"})
+        2,
+        f"tfsoftmax: error: --resume {done}: the run already completed; nothing to resume",
+    )
+    diverged = _ended_by_hand(
+        tmp_path / "logs" / "diverged",
+        path,
+        status="diverged",
+        divergence={"epoch": 1, "batch": 1, "reason": "training loss became nan at epoch 1, batch 1"},
+    )
     code, err = one_line_error(["run", "--resume", str(diverged)], capsys)
-    assert code == 2 and err.startswith(f"tfsoftmax: error: --resume {diverged}: the run diverged (training "
-                                        "loss became nan") and err.endswith("change the config and start a new run")
+    assert (
+        code == 2
+        and err.startswith(f"tfsoftmax: error: --resume {diverged}: the run diverged (training loss became nan")
+        and err.endswith("change the config and start a new run")
+    )
     trial = tmp_path / "sweep" / "0" / "execution0"
     trial.mkdir(parents=True)
     shutil.copy(done / "config.toml", trial / "config.toml")
     (tmp_path / "sweep" / "tuner").mkdir()
     (tmp_path / "sweep" / "tuner" / "oracle.json").write_text("{}")
     assert one_line_error(["run", "--resume", str(trial)], capsys) == (
-        2, f"tfsoftmax: error: --resume {trial}: a trial of the sweep {tmp_path / 'sweep'}; run the same "
-           "`tfsoftmax sweep` command again to continue it")
+        2,
+        f"tfsoftmax: error: --resume {trial}: a trial of the sweep {tmp_path / 'sweep'}; run the same "
+        "`tfsoftmax sweep` command again to continue it",
+    )
     (done / "metrics.json").write_text('{"status": "runn')
     code, err = one_line_error(["run", "--resume", str(done)], capsys)
     assert code == 1 and err.startswith(f"tfsoftmax: error: {done / 'metrics.json'}: unreadable or half-written record")
 
 
 @pytest.mark.slow
-def test_resume_refuses_a_run_another_process_trains(write_config: Callable[..., Path],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_refuses_a_run_another_process_trains(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = load_config(write_config(f"[train]\nepochs = {EPOCHS}"))
     _stop_after_epoch(monkeypatch, 1)
     with pytest.raises(TfsoftmaxError, match="interrupted"):
@@ -231,17 +259,23 @@ def test_resume_refuses_a_run_another_process_trains(write_config: Callable[...,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-def test_signalled_run_resumes_to_the_uninterrupted_result(write_config: Callable[..., Path],
-                                                           sig: signal.Signals) -> None:
+def test_signalled_run_resumes_to_the_uninterrupted_result(
+    write_config: Callable[..., Path], sig: signal.Signals
+) -> None:
     epochs = 60
-    path = write_config(f"[train]\nepochs = {epochs}\n[logging]\nrun_name = \"cut\"")
+    path = write_config(f'[train]\nepochs = {epochs}\n[logging]\nrun_name = "cut"')
     config = load_config(path)
     whole = train.run(override(config, {"logging.run_name": "whole"}))
     cut = whole.run_dir.parent / "cut"
     # A shell's background jobs ignore SIGINT and children inherit that; a user's Ctrl-C is not ignored.
-    process = subprocess.Popen(tfsoftmax_command("run", str(path)), env=child_env(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        tfsoftmax_command("run", str(path)),
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 120
     while not (cut / "metrics.json").is_file() or _metrics(cut)["epochs_completed"] < 3:
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
@@ -255,11 +289,14 @@ def test_signalled_run_resumes_to_the_uninterrupted_result(write_config: Callabl
     else:
         assert process.returncode == 130 and record["status"] == "interrupted"
         assert checkpoint.latest(cut)[0] == record["epochs_completed"]
-        assert err.strip().splitlines()[-1] == (f"tfsoftmax: error: interrupted after {record['epochs_completed']} "
-                                                f"finished epoch(s) of {cut}; resume with: tfsoftmax run "
-                                                f"--resume {cut}")
-    resumed = subprocess.run(tfsoftmax_command("run", "--resume", str(cut)), env=child_env(), capture_output=True, text=True,
-                             timeout=300)
+        assert err.strip().splitlines()[-1] == (
+            f"tfsoftmax: error: interrupted after {record['epochs_completed']} "
+            f"finished epoch(s) of {cut}; resume with: tfsoftmax run "
+            f"--resume {cut}"
+        )
+    resumed = subprocess.run(
+        tfsoftmax_command("run", "--resume", str(cut)), env=child_env(), capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"run directory: {cut}" in resumed.stdout
     _assert_one_event_per_epoch(cut, epochs, missing_allowed=sig == signal.SIGKILL)

@@ -23,9 +23,14 @@ def _config(tmp_path: Path, **values: Any) -> Config:
 
 
 def _record(**changes: Any) -> dict[str, Any]:
-    record = {"status": "running", "epochs_completed": 2, "epochs_planned": 5,
-              "history": {"loss": [0.9, 0.5], "val_accuracy": [0.7, 0.8], "steps": [7, 7]}, "test": None,
-              "wall_time_s": None}
+    record = {
+        "status": "running",
+        "epochs_completed": 2,
+        "epochs_planned": 5,
+        "history": {"loss": [0.9, 0.5], "val_accuracy": [0.7, 0.8], "steps": [7, 7]},
+        "test": None,
+        "wall_time_s": None,
+    }
     return {**record, **changes}
 
 
@@ -45,8 +50,12 @@ def test_create_without_a_run_name_names_the_folder_by_time(tmp_path: Path) -> N
 
 
 def test_record_round_trip_with_format_version(tmp_path: Path) -> None:
-    written = _record(status="completed", test={"loss": 0.4, "accuracy": 0.9}, wall_time_s=3,
-                      history={"loss": [float("nan"), 1], "val_loss": [float("inf"), 0.5]})
+    written = _record(
+        status="completed",
+        test={"loss": 0.4, "accuracy": 0.9},
+        wall_time_s=3,
+        history={"loss": [float("nan"), 1], "val_loss": [float("inf"), 0.5]},
+    )
     rundir.write_record(tmp_path, written)
     on_disk = json.loads((tmp_path / rundir.RECORD).read_text())
     assert on_disk["format"] == rundir.FORMAT_VERSION
@@ -69,23 +78,28 @@ def test_newer_format_is_refused_in_one_line(tmp_path: Path) -> None:
     (tmp_path / rundir.RECORD).write_text(json.dumps({**_record(), "format": newer}))
     with pytest.raises(TfsoftmaxError) as info:
         rundir.read_record(tmp_path)
-    assert str(info.value) == (f"{tmp_path / rundir.RECORD}: record format {newer} is newer than this tfsoftmax "
-                               f"reads ({rundir.FORMAT_VERSION}); upgrade tfsoftmax")
+    assert str(info.value) == (
+        f"{tmp_path / rundir.RECORD}: record format {newer} is newer than this tfsoftmax "
+        f"reads ({rundir.FORMAT_VERSION}); upgrade tfsoftmax"
+    )
     assert info.value.exit_code == 1
 
 
-@pytest.mark.parametrize("text, reason", [
-    ('{"status": "runn', "unreadable or half-written record (Unterminated string"),
-    ("", "unreadable or half-written record (Expecting value"),
-    ("[1, 2]", "expected a JSON object, got list"),
-    ('{"status": "completed"}', "missing key(s) epochs_completed, history, test, wall_time_s; expected status, "),
-    (json.dumps(_record(status="done")), 'status: got "done"; expected one of running, completed,'),
-    (json.dumps(_record(epochs_completed=-1)), "epochs_completed: expected an integer >= 0, got -1"),
-    (json.dumps(_record(epochs_completed=3)), "history.loss: 2 values for 3 completed epochs"),
-    (json.dumps(_record(history={"loss": [1, "x"]})), 'history.loss: expected numbers, got [1, "x"]'),
-    (json.dumps(_record(test={"loss": 0.5})), "test: expected null or an object of numbers with accuracy"),
-    (json.dumps(_record(wall_time_s="long")), 'wall_time_s: expected a number or null, got "long"'),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ('{"status": "runn', "unreadable or half-written record (Unterminated string"),
+        ("", "unreadable or half-written record (Expecting value"),
+        ("[1, 2]", "expected a JSON object, got list"),
+        ('{"status": "completed"}', "missing key(s) epochs_completed, history, test, wall_time_s; expected status, "),
+        (json.dumps(_record(status="done")), 'status: got "done"; expected one of running, completed,'),
+        (json.dumps(_record(epochs_completed=-1)), "epochs_completed: expected an integer >= 0, got -1"),
+        (json.dumps(_record(epochs_completed=3)), "history.loss: 2 values for 3 completed epochs"),
+        (json.dumps(_record(history={"loss": [1, "x"]})), 'history.loss: expected numbers, got [1, "x"]'),
+        (json.dumps(_record(test={"loss": 0.5})), "test: expected null or an object of numbers with accuracy"),
+        (json.dumps(_record(wall_time_s="long")), 'wall_time_s: expected a number or null, got "long"'),
+    ],
+)
 def test_broken_record_is_one_line_naming_the_file(tmp_path: Path, text: str, reason: str) -> None:
     (tmp_path / rundir.RECORD).write_text(text)
     with pytest.raises(TfsoftmaxError) as info:
@@ -132,14 +146,17 @@ def test_execution_dirs_are_in_execution_order(tmp_path: Path) -> None:
     assert [rundir.execution_index(p) for p in rundir.execution_dirs(tmp_path)] == [0, 2, 10]
 
 
-@pytest.mark.parametrize("metric, values, best", [
-    ("val_accuracy", [0.5, 0.8, 0.8, 0.7], 1),  # the highest, the first of equals
-    ("accuracy", [float("nan"), 0.2, 0.1], 1),
-    ("val_loss", [1.0, 0.4, float("nan"), 0.6], 1),  # the lowest; NaN is never best
-    ("loss", [float("inf"), 2.0], 1),
-    ("val_loss", [float("nan")], None),
-    ("val_accuracy", [], None),
-])
+@pytest.mark.parametrize(
+    "metric, values, best",
+    [
+        ("val_accuracy", [0.5, 0.8, 0.8, 0.7], 1),  # the highest, the first of equals
+        ("accuracy", [float("nan"), 0.2, 0.1], 1),
+        ("val_loss", [1.0, 0.4, float("nan"), 0.6], 1),  # the lowest; NaN is never best
+        ("loss", [float("inf"), 2.0], 1),
+        ("val_loss", [float("nan")], None),
+        ("val_accuracy", [], None),
+    ],
+)
 def test_best_epoch_by_the_metrics_direction(metric: str, values: list[float], best: int | None) -> None:
     assert rundir.best_epoch({metric: values}, metric) == best
 

@@ -7,8 +7,8 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from test_tune import sweep_file, trial_records

@@ -27,8 +27,9 @@ def test_short_run_leaves_a_complete_run_directory(write_config: Callable[..., P
     result = train.run(config)
     run_dir = result.run_dir
     assert run_dir.parent == Path(config.logging.root) / "tiny"
-    assert {"config.toml", "environment.json", "metrics.json", "model.keras", "train", "validation"} <= \
-        {p.name for p in run_dir.iterdir()}
+    assert {"config.toml", "environment.json", "metrics.json", "model.keras", "train", "validation"} <= {
+        p.name for p in run_dir.iterdir()
+    }
     metrics = _metrics(run_dir)
     assert metrics["status"] == "completed" and metrics["epochs_completed"] == 3
     assert set(metrics["test"]) == {"loss", "accuracy"} and metrics["wall_time_s"] > 0
@@ -39,9 +40,14 @@ def test_short_run_leaves_a_complete_run_directory(write_config: Callable[..., P
     assert metrics["test"]["accuracy"] > 0.5  # the stripes are learnable
     assert load_config(run_dir / "config.toml") == config  # re-runnable as is
     env = json.loads((run_dir / "environment.json").read_text())
-    assert env["dataset"] == {"name": "fashion_mnist", "version": "3.0.1", "sha256": "tiny-generated",
-                              "manual_dir": env["dataset"]["manual_dir"], "train_examples": 120,
-                              "test_examples": 40}
+    assert env["dataset"] == {
+        "name": "fashion_mnist",
+        "version": "3.0.1",
+        "sha256": "tiny-generated",
+        "manual_dir": env["dataset"]["manual_dir"],
+        "train_examples": 120,
+        "test_examples": 40,
+    }
     assert {"python", "tensorflow", "keras", "tfsoftmax"} <= set(env)
     saved = keras.saving.load_model(run_dir / "model.keras")
     x = np.zeros((2, 28, 28, 1), np.float32)
@@ -80,8 +86,9 @@ def test_divergence_stops_at_once_and_keeps_the_record(write_config: Callable[..
 
 
 @pytest.mark.slow
-def test_epoch_time_is_the_whole_epoch_with_its_writes(write_config: Callable[..., Path],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_epoch_time_is_the_whole_epoch_with_its_writes(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`time_s` is what the user waits for per epoch, bookkeeping included; throughput is the training pass."""
     import time
 
@@ -96,7 +103,9 @@ def test_epoch_time_is_the_whole_epoch_with_its_writes(write_config: Callable[..
     result = train.run(load_config(write_config("[train]\nepochs = 3")))
     history = result.history
     # The sleep is outside the training pass and inside the whole epoch, whatever the machine's speed.
-    assert all(t - 108 / rate >= delay for t, rate in zip(history["time_s"], history["examples_per_second"], strict=True))
+    assert all(
+        t - 108 / rate >= delay for t, rate in zip(history["time_s"], history["examples_per_second"], strict=True)
+    )
     assert event_steps(result.run_dir / "train", "epoch_time_s") == {0: 1, 1: 1, 2: 1}
 
 

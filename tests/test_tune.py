@@ -4,8 +4,8 @@ the best config and --final, progress. Stopping, resuming and workers are in tes
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

@@ -32,8 +32,10 @@ def choose(path: Path) -> View:
     if not path.exists():
         raise TfsoftmaxError(f"board: {path}: no such log directory", CONFIG_ERROR)
     if not path.is_dir():
-        raise TfsoftmaxError(f"board: {path}: not a directory; allowed: a run directory, an experiment or "
-                             "sweep folder, or a log root", CONFIG_ERROR)
+        raise TfsoftmaxError(
+            f"board: {path}: not a directory; allowed: a run directory, an experiment or sweep folder, or a log root",
+            CONFIG_ERROR,
+        )
     if rundir.is_sweep(path):
         return View(path, "sweep", "hparams")
     if rundir.is_run(path):

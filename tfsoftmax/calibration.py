@@ -11,8 +11,9 @@ the validation arrays to fit and the test arrays only to report.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,8 +30,10 @@ _BISECTIONS = 60  # halves the log-temperature interval to below 1e-16: the answ
 def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(np.int64)
     if scores.ndim != 2 or labels.shape != scores.shape[:1] or not len(labels):
-        raise ValueError(f"expected scores of shape (n, classes) and labels of shape (n,) with n > 0, "
-                         f"got {scores.shape} and {labels.shape}")
+        raise ValueError(
+            f"expected scores of shape (n, classes) and labels of shape (n,) with n > 0, "
+            f"got {scores.shape} and {labels.shape}"
+        )
     return scores, labels
 
 
@@ -130,8 +133,9 @@ def _ranked(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return confidence[order], (probs.argmax(axis=1) == labels)[order]
 
 
-def accuracy_coverage(probs: np.ndarray, labels: np.ndarray,
-                      coverages: Sequence[float] = COVERAGES) -> dict[float, float]:
+def accuracy_coverage(
+    probs: np.ndarray, labels: np.ndarray, coverages: Sequence[float] = COVERAGES
+) -> dict[float, float]:
     """Accuracy on the most confident fraction of the inputs, per fraction: what the model reaches if it
     may abstain on the rest. Coverage 1 is the plain accuracy."""
     _, correct = _ranked(probs, labels)
@@ -145,8 +149,7 @@ def accuracy_coverage(probs: np.ndarray, labels: np.ndarray,
     return out
 
 
-def threshold_for_accuracy(probs: np.ndarray, labels: np.ndarray,
-                           target: float = TARGET) -> tuple[float, float] | None:
+def threshold_for_accuracy(probs: np.ndarray, labels: np.ndarray, target: float = TARGET) -> tuple[float, float] | None:
     """The lowest confidence t such that the inputs with confidence >= t reach `target` accuracy, and the
     fraction of inputs they are; None if no threshold does. Inputs tied at t are all kept or all left."""
     if not 0 < target <= 1:
@@ -191,8 +194,9 @@ class Calibration:
         return out
 
 
-def summarize(val_logits: np.ndarray, val_labels: np.ndarray, test_logits: np.ndarray,
-              test_labels: np.ndarray) -> Calibration:
+def summarize(
+    val_logits: np.ndarray, val_labels: np.ndarray, test_logits: np.ndarray, test_labels: np.ndarray
+) -> Calibration:
     """Fit the temperature and the 95% threshold on validation, then measure both on test.
 
     The threshold is on the raw softmax confidence, the number the model states. Choosing it on test
@@ -206,13 +210,13 @@ def summarize(val_logits: np.ndarray, val_labels: np.ndarray, test_logits: np.nd
         ece=expected_calibration_error(probs, test_labels),
         ece_calibrated=expected_calibration_error(scaled, test_labels),
         nll=negative_log_likelihood(test_logits, test_labels),
-        nll_calibrated=negative_log_likelihood(np.asarray(test_logits, dtype=np.float64) / temperature,
-                                               test_labels),
+        nll_calibrated=negative_log_likelihood(np.asarray(test_logits, dtype=np.float64) / temperature, test_labels),
         temperature=temperature,
         accuracy_at=accuracy_coverage(probs, test_labels),
         threshold_95=None if threshold is None else threshold[0],
         coverage_95=coverage,
-        accuracy_95=accuracy)
+        accuracy_95=accuracy,
+    )
 
 
 def _png(fig: Figure) -> bytes:
@@ -225,16 +229,34 @@ def _reliability_panel(ax, probs: np.ndarray, labels: np.ndarray, title: str) ->
     rel = reliability(probs, labels)
     filled = rel.counts > 0
     left, width, accuracy = rel.edges[:-1][filled], np.diff(rel.edges)[filled], rel.accuracy[filled]
-    bars = ax.bar(left, accuracy, width=width, align="edge", color="tab:blue", alpha=0.8, edgecolor="white",
-                  label="accuracy")
-    gaps = ax.bar(left, rel.confidence[filled] - accuracy, bottom=accuracy, width=width, align="edge",
-                  facecolor="none", edgecolor="tab:red", hatch="///", linewidth=1, label="gap to mean confidence")
-    share = ax.stairs(rel.counts / rel.counts.sum(), rel.edges, color="tab:orange", linewidth=1.5,
-                      label="share of inputs")
+    bars = ax.bar(
+        left, accuracy, width=width, align="edge", color="tab:blue", alpha=0.8, edgecolor="white", label="accuracy"
+    )
+    gaps = ax.bar(
+        left,
+        rel.confidence[filled] - accuracy,
+        bottom=accuracy,
+        width=width,
+        align="edge",
+        facecolor="none",
+        edgecolor="tab:red",
+        hatch="///",
+        linewidth=1,
+        label="gap to mean confidence",
+    )
+    share = ax.stairs(
+        rel.counts / rel.counts.sum(), rel.edges, color="tab:orange", linewidth=1.5, label="share of inputs"
+    )
     (diagonal,) = ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     ece = expected_calibration_error(probs, labels)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max softmax probability)", ylabel="accuracy",
-           title=f"{title}: ECE {ece:.4f}", aspect="equal")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="confidence (max softmax probability)",
+        ylabel="accuracy",
+        title=f"{title}: ECE {ece:.4f}",
+        aspect="equal",
+    )
     ax.legend(handles=[bars, gaps, diagonal, share], loc="upper left", fontsize=8)
 
 
@@ -246,8 +268,12 @@ def reliability_figure(test_logits: np.ndarray, test_labels: np.ndarray, calibra
     fig = Figure(figsize=(10, 5), layout="constrained")
     raw, scaled = fig.subplots(1, 2)
     _reliability_panel(raw, softmax(test_logits), test_labels, "raw")
-    _reliability_panel(scaled, softmax(test_logits, calibration.temperature), test_labels,
-                       f"temperature-scaled (T = {calibration.temperature:.3f})")
+    _reliability_panel(
+        scaled,
+        softmax(test_logits, calibration.temperature),
+        test_labels,
+        f"temperature-scaled (T = {calibration.temperature:.3f})",
+    )
     fig.suptitle(f"Reliability on {len(test_labels)} test inputs ({BINS} bins)")
     return _png(fig)
 
@@ -266,13 +292,23 @@ def coverage_figure(test_logits: np.ndarray, test_labels: np.ndarray, calibratio
     ax.plot(list(grid), list(grid.values()), "o", color="tab:blue", markersize=4)
     ax.axhline(TARGET, color="grey", linestyle=":", linewidth=1, label=f"target {TARGET:.0%}")
     if calibration.threshold_95 is not None and calibration.accuracy_95 is not None:
-        ax.plot(calibration.coverage_95, calibration.accuracy_95, "*", color="tab:red", markersize=14,
-                label=f"confidence >= {calibration.threshold_95:.3f}: {calibration.accuracy_95:.1%} "
-                      f"on {calibration.coverage_95:.1%}")
+        ax.plot(
+            calibration.coverage_95,
+            calibration.accuracy_95,
+            "*",
+            color="tab:red",
+            markersize=14,
+            label=f"confidence >= {calibration.threshold_95:.3f}: {calibration.accuracy_95:.1%} "
+            f"on {calibration.coverage_95:.1%}",
+        )
     low = min(grid.values())
-    ax.set(xlim=(0, 1.01), ylim=(max(0.0, min(low, TARGET) - 0.05), 1.005),
-           xlabel="coverage (fraction of test inputs answered)", ylabel="accuracy",
-           title="Selective prediction: abstain on the least confident")
+    ax.set(
+        xlim=(0, 1.01),
+        ylim=(max(0.0, min(low, TARGET) - 0.05), 1.005),
+        xlabel="coverage (fraction of test inputs answered)",
+        ylabel="accuracy",
+        title="Selective prediction: abstain on the least confident",
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     return _png(fig)

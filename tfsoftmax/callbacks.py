@@ -120,8 +120,16 @@ class RunRecord(keras.callbacks.Callback):
     every finished epoch writes the record (through `rundir`), then the checkpoint a resumed run continues
     from. The epoch times come from `stats`, which must run before it."""
 
-    def __init__(self, run_dir: Path, epochs: int, first_epoch: int, resume: checkpoint.Resume | None,
-                 stats: EpochStats, stop: StopSignal | None, keep: EarlyStopping | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        epochs: int,
+        first_epoch: int,
+        resume: checkpoint.Resume | None,
+        stats: EpochStats,
+        stop: StopSignal | None,
+        keep: EarlyStopping | None = None,
+    ) -> None:
         super().__init__()
         self.run_dir, self.epochs, self.stats, self.stop, self.keep = run_dir, epochs, stats, stop, keep
         self.history: dict[str, list[float]] = dict(resume.history) if resume else {}
@@ -151,9 +159,11 @@ class RunRecord(keras.callbacks.Callback):
             raise KeyboardInterrupt
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.divergence = {"epoch": self.epoch + 1, "batch": batch + 1,
-                               "reason": f"training loss became {float(loss)} at epoch {self.epoch + 1}, "
-                                         f"batch {batch + 1}"}
+            self.divergence = {
+                "epoch": self.epoch + 1,
+                "batch": batch + 1,
+                "reason": f"training loss became {float(loss)} at epoch {self.epoch + 1}, batch {batch + 1}",
+            }
             raise Halted
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -171,15 +181,23 @@ class RunRecord(keras.callbacks.Callback):
     def _take_times(self) -> None:
         # Only epochs the record holds: an epoch whose end failed to write is timed but not recorded.
         if self.stats.times:
-            self.history["time_s"] = (self.earlier_times + self.stats.times)[:self.epochs_completed]
+            self.history["time_s"] = (self.earlier_times + self.stats.times)[: self.epochs_completed]
 
-    def write(self, status: str, test: dict[str, float] | None = None, wall_time_s: float | None = None,
-              **extra: Any) -> None:
+    def write(
+        self, status: str, test: dict[str, float] | None = None, wall_time_s: float | None = None, **extra: Any
+    ) -> None:
         """The record as it stands, with `status` and whatever the end of the run adds."""
         self.status = status
         self._take_times()
-        record = {"status": status, "epochs_completed": self.epochs_completed, "epochs_planned": self.epochs,
-                  "history": self.history, "test": test, "wall_time_s": wall_time_s, **extra}
+        record = {
+            "status": status,
+            "epochs_completed": self.epochs_completed,
+            "epochs_planned": self.epochs,
+            "history": self.history,
+            "test": test,
+            "wall_time_s": wall_time_s,
+            **extra,
+        }
         if self.divergence is not None:
             record["divergence"] = self.divergence
         if self.resumed:

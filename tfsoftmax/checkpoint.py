@@ -54,8 +54,9 @@ def save(model: keras.Model, run_dir: Path, epoch: int, best: list[Any] | None =
     try:
         folder.mkdir(exist_ok=True)
     except OSError as e:
-        raise TfsoftmaxError(f"cannot write the checkpoint {path}: {e.strerror}", RUNTIME_ERROR,
-                             resumable=True) from None
+        raise TfsoftmaxError(
+            f"cannot write the checkpoint {path}: {e.strerror}", RUNTIME_ERROR, resumable=True
+        ) from None
     atomic_write(path, lambda f: np.savez(f, **arrays))
     for old in folder.iterdir():
         if old != path:
@@ -88,8 +89,9 @@ def restore(model: keras.Model, path: Path) -> None:
         for variable, value in zip(model.optimizer.variables, state, strict=True):
             variable.assign(value)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise TfsoftmaxError(f"cannot read the checkpoint {path}: {e}; it does not match this run's "
-                             "model, or is damaged", RUNTIME_ERROR) from None
+        raise TfsoftmaxError(
+            f"cannot read the checkpoint {path}: {e}; it does not match this run's model, or is damaged", RUNTIME_ERROR
+        ) from None
 
 
 def resume_point(run_dir: Path, record: dict[str, Any] | None) -> Resume:
@@ -102,9 +104,14 @@ def resume_point(run_dir: Path, record: dict[str, Any] | None) -> Resume:
     record = record or {}
     first = int(record.get("first_epoch", 0))
     history = record.get("history") or {}
-    return Resume(epoch=max(epoch, first), weights=weights, first_epoch=first,
-                  history={k: list(v[:max(epoch - first, 0)]) for k, v in history.items()},
-                  resumed_at=list(record.get("resumed_at_epochs", [])), best=best)
+    return Resume(
+        epoch=max(epoch, first),
+        weights=weights,
+        first_epoch=first,
+        history={k: list(v[: max(epoch - first, 0)]) for k, v in history.items()},
+        resumed_at=list(record.get("resumed_at_epochs", [])),
+        best=best,
+    )
 
 
 def _best_weights(path: Path) -> list[Any] | None:
@@ -126,17 +133,25 @@ def resumable(run_dir: Path) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise TfsoftmaxError(f"{where}: no such run directory", CONFIG_ERROR)
     if not (run_dir / rundir.CONFIG).is_file():
-        raise TfsoftmaxError(f"{where}: not a run directory (no {rundir.CONFIG}); allowed: a folder that "
-                             "`tfsoftmax run` created, such as logs/<experiment>/<run>", CONFIG_ERROR)
+        raise TfsoftmaxError(
+            f"{where}: not a run directory (no {rundir.CONFIG}); allowed: a folder that "
+            "`tfsoftmax run` created, such as logs/<experiment>/<run>",
+            CONFIG_ERROR,
+        )
     sweep = rundir.sweep_of(run_dir)
     if sweep is not None:
-        raise TfsoftmaxError(f"{where}: a trial of the sweep {sweep}; run the same `tfsoftmax sweep` command "
-                             "again to continue it", CONFIG_ERROR)
+        raise TfsoftmaxError(
+            f"{where}: a trial of the sweep {sweep}; run the same `tfsoftmax sweep` command again to continue it",
+            CONFIG_ERROR,
+        )
     record = rundir.read_record(run_dir) or {"status": "running", "history": {}}
     status = record["status"]
     if status == "completed":
         raise TfsoftmaxError(f"{where}: the run already completed; nothing to resume", CONFIG_ERROR)
     if status == "diverged":
-        raise TfsoftmaxError(f"{where}: the run diverged ({record.get('divergence', {}).get('reason', '')}); "
-                             "resuming would diverge again: change the config and start a new run", CONFIG_ERROR)
+        raise TfsoftmaxError(
+            f"{where}: the run diverged ({record.get('divergence', {}).get('reason', '')}); "
+            "resuming would diverge again: change the config and start a new run",
+            CONFIG_ERROR,
+        )
     return record

@@ -10,7 +10,8 @@ import difflib
 import math
 import types
 import typing
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from tfsoftmax import tomlio
 from tfsoftmax.errors import CONFIG_ERROR, TfsoftmaxError
@@ -19,7 +20,7 @@ Check = Callable[[Any], bool]
 
 TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 # TOML's integers: larger ones overflow a float and str() refuses those over 4300 digits.
-_INT64 = range(-2**63, 2**63)
+_INT64 = range(-(2**63), 2**63)
 # NumPy's legacy seeding, which Keras and keras-tuner use, takes 32-bit seeds only.
 SEED_ALLOWED = "an integer in [0, 4294967295]"
 
@@ -65,7 +66,7 @@ def fail(source: str, message: str) -> TfsoftmaxError:
 
 
 def suggest(name: str, options: Sequence[str]) -> str:
-    """" (did you mean 'x'?)" for the closest option, or nothing."""
+    """ " (did you mean 'x'?)" for the closest option, or nothing."""
     close = difflib.get_close_matches(name, options, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -102,11 +103,17 @@ def check_field(cls: type, section: str, name: str, value: Any, source: str) -> 
     if not ok:
         too_big = kind in (int, float) and type(value) is int  # the type is fine, so the size is not
         expected = "an integer in TOML's 64-bit range" if too_big else TYPE_NAMES[kind]
-        raise fail(source, f"{section}.{name}: expected {expected}, got {tomlio.value(value)} "
-                           f"({type(value).__name__}); allowed: {allowed}")
+        raise fail(
+            source,
+            f"{section}.{name}: expected {expected}, got {tomlio.value(value)} "
+            f"({type(value).__name__}); allowed: {allowed}",
+        )
     if isinstance(value, str) and tomlio.has_surrogates(value):
-        raise fail(source, f"{section}.{name}: got {tomlio.value(value)}, which is not Unicode text (undecodable "
-                           f"bytes in a --set?); allowed: {allowed}")
+        raise fail(
+            source,
+            f"{section}.{name}: got {tomlio.value(value)}, which is not Unicode text (undecodable "
+            f"bytes in a --set?); allowed: {allowed}",
+        )
     check = spec_.metadata["check"]
     if check is not None and not check(value):
         raise fail(source, f"{section}.{name}: got {tomlio.value(value)}; allowed: {allowed}")

@@ -118,9 +118,16 @@ def read_run(run_dir: Path) -> Run:
             curves[key] = history.get(key, [])
         else:
             raise _broken(run_dir / rundir.RECORD, f"history.{key}: 0 values for {epochs} completed epochs")
-    return Run(path=run_dir, name=run_dir.name, config=config, status=record["status"], epochs=epochs,
-               history=curves, test_accuracy=None if test is None else test["accuracy"],
-               wall_time_s=record["wall_time_s"])
+    return Run(
+        path=run_dir,
+        name=run_dir.name,
+        config=config,
+        status=record["status"],
+        epochs=epochs,
+        history=curves,
+        test_accuracy=None if test is None else test["accuracy"],
+        wall_time_s=record["wall_time_s"],
+    )
 
 
 def common_root(paths: Sequence[Path]) -> Path:
@@ -155,10 +162,18 @@ def table_rows(runs: Sequence[Run], keys: Sequence[str], metric: str) -> list[di
         values = run.history[metric]
         best = rundir.best_epoch(run.history, metric)
         flat = flat_config(run.config)
-        rows.append({"run": run.name, **{key: flat[key] for key in keys}, "epochs": run.epochs,
-                     f"best_{metric}": None if best is None else values[best],
-                     f"final_{metric}": values[-1] if values else None, "test_accuracy": run.test_accuracy,
-                     "wall_time_s": run.wall_time_s, "status": run.status})
+        rows.append(
+            {
+                "run": run.name,
+                **{key: flat[key] for key in keys},
+                "epochs": run.epochs,
+                f"best_{metric}": None if best is None else values[best],
+                f"final_{metric}": values[-1] if values else None,
+                "test_accuracy": run.test_accuracy,
+                "wall_time_s": run.wall_time_s,
+                "status": run.status,
+            }
+        )
     return rows
 
 
@@ -225,8 +240,9 @@ def compare(inputs: Sequence[str], out: str | Path | None = None, metric: str = 
     for problem in skipped:
         print("tfsoftmax: warning: " + " ".join(problem.split()), file=sys.stderr)
     if not runs:
-        raise TfsoftmaxError(f"compare: no runs to compare: {len(skipped)} problem(s) reported above "
-                             f"({RUN_HINT})", CONFIG_ERROR)
+        raise TfsoftmaxError(
+            f"compare: no runs to compare: {len(skipped)} problem(s) reported above ({RUN_HINT})", CONFIG_ERROR
+        )
     root = common_root([run.path for run in runs])
     runs = [replace(run, name=os.path.relpath(os.path.abspath(run.path), root)) for run in runs]
     keys = differing_keys(runs)
@@ -245,14 +261,24 @@ def compare(inputs: Sequence[str], out: str | Path | None = None, metric: str = 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     """The `compare` subcommand's arguments."""
-    p.add_argument("runs", nargs="+", metavar="RUN_OR_DIR",
-                   help="run directories, experiment or sweep folders holding them, or glob patterns")
-    p.add_argument("--out", metavar="DIR",
-                   help="where the tables and figures go (default: compare/ in the deepest folder holding "
-                        "all the runs)")
-    p.add_argument("--metric", choices=OBJECTIVES, default=DEFAULT_METRIC,
-                   help=f"metric of the best and final columns (default: {DEFAULT_METRIC}); "
-                        "accuracy also draws train_accuracy.png")
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN_OR_DIR",
+        help="run directories, experiment or sweep folders holding them, or glob patterns",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where the tables and figures go (default: compare/ in the deepest folder holding all the runs)",
+    )
+    p.add_argument(
+        "--metric",
+        choices=OBJECTIVES,
+        default=DEFAULT_METRIC,
+        help=f"metric of the best and final columns (default: {DEFAULT_METRIC}); "
+        "accuracy also draws train_accuracy.png",
+    )
 
 
 def command(args: argparse.Namespace) -> int:
@@ -260,7 +286,9 @@ def command(args: argparse.Namespace) -> int:
     result = compare(args.runs, args.out, args.metric)
     files = ["compare.md", "compare.csv", *(f"{stem}.png" for stem in result.figures)]
     print(format_table(result.rows))
-    print(f"\n{len(result.runs)} run(s) compared"
-          + (f", {len(result.skipped)} path(s) skipped" if result.skipped else "")
-          + f"; wrote {', '.join(files)} in {shown(result.out)}")
+    print(
+        f"\n{len(result.runs)} run(s) compared"
+        + (f", {len(result.skipped)} path(s) skipped" if result.skipped else "")
+        + f"; wrote {', '.join(files)} in {shown(result.out)}"
+    )
     return 0

@@ -31,6 +31,7 @@ _TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[A-Za-z0-9_.\-]+)?(:[0-9]+\.[0-9]+\.
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _NAME_ALLOWED = "letters, digits, '_', '.', '-', starting with a letter or digit"
 
+
 def _name(v: str) -> bool:
     return _RUN_NAME.fullmatch(v) is not None
 
@@ -44,8 +45,9 @@ class _Section:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             if f.name != "space":
-                object.__setattr__(self, f.name, check_field(type(self), self.NAME, f.name, getattr(self, f.name),
-                                                             SOURCE.get()))
+                object.__setattr__(
+                    self, f.name, check_field(type(self), self.NAME, f.name, getattr(self, f.name), SOURCE.get())
+                )
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,13 @@ class DataConfig(_Section):
     """[data]: which dataset, how it is split, batched and shuffled."""
 
     NAME: ClassVar[str] = "data"
-    dataset: str = spec("fashion_mnist", lambda v: _TFDS_NAME.fullmatch(v) is not None,
-                        "a TFDS dataset name such as \"fashion_mnist\"")
+    dataset: str = spec(
+        "fashion_mnist", lambda v: _TFDS_NAME.fullmatch(v) is not None, 'a TFDS dataset name such as "fashion_mnist"'
+    )
     batch_size: int = spec(256, at_least(1), "an integer >= 1")
-    validation_fraction: float = spec(0.1, lambda v: 0 <= v < 1,
-                                      "a number in [0, 1); 0 trains on all of train with no validation split")
+    validation_fraction: float = spec(
+        0.1, lambda v: 0 <= v < 1, "a number in [0, 1); 0 trains on all of train with no validation split"
+    )
     shuffle_seed: int = spec(0, seed, SEED_ALLOWED)
     data_dir: str | None = spec(None, None, "a path; not set means TFDS's default (~/tensorflow_datasets)")
     manual_dir: str | None = spec(None, None, f"a path; not set means ${MANUAL_DIR_ENV}")
@@ -87,14 +91,21 @@ class TrainConfig(_Section):
     NAME: ClassVar[str] = "train"
     optimizer: str = spec("sgd", choice(OPTIMIZERS), " | ".join(OPTIMIZERS))
     lr: float = spec(0.1, positive, "a finite number > 0")
-    momentum: float = spec(0.9, lambda v: 0 <= v < 1, "a number in [0, 1), used by optimizer \"momentum\"")
+    momentum: float = spec(0.9, lambda v: 0 <= v < 1, 'a number in [0, 1), used by optimizer "momentum"')
     epochs: int = spec(10, at_least(1), "an integer >= 1")
     seed: int = spec(0, seed, SEED_ALLOWED)
     # D2L's weight decay: lambda / 2 * ||W||^2 added to the loss, the kernel only (biases are not decayed).
-    weight_decay: float = spec(0.0, lambda v: math.isfinite(v) and v >= 0,
-                               "a finite number >= 0; the L2 penalty weight_decay / 2 * ||W||^2, 0 = none")
-    early_stopping: int = spec(0, at_least(0), "an integer >= 0: stop after this many epochs without a better "
-                                               "validation accuracy and keep the best epoch's weights; 0 = off")
+    weight_decay: float = spec(
+        0.0,
+        lambda v: math.isfinite(v) and v >= 0,
+        "a finite number >= 0; the L2 penalty weight_decay / 2 * ||W||^2, 0 = none",
+    )
+    early_stopping: int = spec(
+        0,
+        at_least(0),
+        "an integer >= 0: stop after this many epochs without a better "
+        "validation accuracy and keep the best epoch's weights; 0 = off",
+    )
     # Steps per call into the compiled graph: fewer Python round trips, the same arithmetic; batch-end
     # checks (divergence, Ctrl-C) run once per call. README, "Speed", has the figures.
     steps_per_execution: int = spec(64, at_least(1), "an integer >= 1")
@@ -148,19 +159,31 @@ class Config:
     def __post_init__(self) -> None:
         source = SOURCE.get()
         if self.train.early_stopping and self.data.validation_fraction == 0:
-            raise fail(source, f"train.early_stopping: got {self.train.early_stopping}, but there is no validation "
-                               "split to watch (data.validation_fraction = 0); allowed: 0, or a "
-                               "data.validation_fraction in (0, 1)")
+            raise fail(
+                source,
+                f"train.early_stopping: got {self.train.early_stopping}, but there is no validation "
+                "split to watch (data.validation_fraction = 0); allowed: 0, or a "
+                "data.validation_fraction in (0, 1)",
+            )
         if self.model.kind == "keras" and self.model.loss != "stable":
-            raise fail(source, 'model.loss: "naive" is the from-scratch model\'s lesson; set model.kind = "scratch" '
-                               '(the Keras model always uses the stable loss from logits)')
+            raise fail(
+                source,
+                'model.loss: "naive" is the from-scratch model\'s lesson; set model.kind = "scratch" '
+                "(the Keras model always uses the stable loss from logits)",
+            )
         if self.model.kind == "scratch":
             if self.train.optimizer != "sgd":
-                raise fail(source, 'model.kind "scratch" trains with its own minibatch SGD; set train.optimizer = '
-                                   f'"sgd" (got "{self.train.optimizer}")')
+                raise fail(
+                    source,
+                    'model.kind "scratch" trains with its own minibatch SGD; set train.optimizer = '
+                    f'"sgd" (got "{self.train.optimizer}")',
+                )
             if any(e.key == "train.optimizer" and set(e.values) != {"sgd"} for e in self.sweep.space):
-                raise fail(source, 'sweep.space."train.optimizer": model.kind "scratch" trains with its own '
-                                   'minibatch SGD only; allowed: values = ["sgd"]')
+                raise fail(
+                    source,
+                    'sweep.space."train.optimizer": model.kind "scratch" trains with its own '
+                    'minibatch SGD only; allowed: values = ["sgd"]',
+                )
 
     @property
     def trial_epochs(self) -> int:
@@ -168,8 +191,13 @@ class Config:
         return self.train.epochs if self.sweep.epochs is None else self.sweep.epochs
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
-                             "logging": LoggingConfig, "sweep": SweepConfig}
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "logging": LoggingConfig,
+    "sweep": SweepConfig,
+}
 
 
 def to_dict(config: Config) -> dict[str, dict[str, Any]]:
@@ -186,8 +214,12 @@ def to_dict(config: Config) -> dict[str, dict[str, Any]]:
 def flat_config(config: Config) -> dict[str, Any]:
     """`section.key -> value` for the keys that describe how a run trained (not where it logs, not the
     sweep around it): what compare's tables and TensorBoard's HParams columns show."""
-    return {f"{section}.{key}": value for section, part in to_dict(config).items()
-            if section not in ("logging", "sweep") for key, value in part.items()}
+    return {
+        f"{section}.{key}": value
+        for section, part in to_dict(config).items()
+        if section not in ("logging", "sweep")
+        for key, value in part.items()
+    }
 
 
 def to_toml(config: Config, header: str = "") -> str:

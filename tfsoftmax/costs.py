@@ -100,7 +100,7 @@ def _epoch_fn(params: list[tf.Variable], loss_fn: LossFn, batch_size: int, lr: f
         total, finite = tf.constant(0.0), tf.constant(True)
         n = order.shape[0]
         for i in tf.range(steps_per_epoch(n, batch_size)):
-            rows = order[i * batch_size:(i + 1) * batch_size]
+            rows = order[i * batch_size : (i + 1) * batch_size]
             x, y = tf.gather(images, rows), tf.gather(labels, rows)
             with tf.GradientTape() as tape:
                 loss = loss_fn(tf.matmul(x, w) + b, y)
@@ -112,9 +112,15 @@ def _epoch_fn(params: list[tf.Variable], loss_fn: LossFn, batch_size: int, lr: f
     return epoch
 
 
-def cross_entropy_epochs(images: np.ndarray, labels: np.ndarray, batch_size: int = DataConfig.batch_size,
-                         epochs: int = 3, lr: float = TrainConfig.lr, seed: int = TrainConfig.seed,
-                         init_stddev: float = ModelConfig.init_stddev) -> list[LossCost]:
+def cross_entropy_epochs(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int = DataConfig.batch_size,
+    epochs: int = 3,
+    lr: float = TrainConfig.lr,
+    seed: int = TrainConfig.seed,
+    init_stddev: float = ModelConfig.init_stddev,
+) -> list[LossCost]:
     """Train softmax regression with each loss of LOSSES from the same weights on the same batches.
 
     Args:
@@ -152,10 +158,19 @@ def cross_entropy_epochs(images: np.ndarray, labels: np.ndarray, batch_size: int
         finite = bool(epoch(unscaled, y, orders[0])[1])
         measured.append((name, formula, times, loss, finite))
     fused = statistics.median(next(t for name, _, t, _, _ in measured if name == FUSED)[1:])
-    return [LossCost(loss=name, formula=formula, warmup_s=times[0], epoch_s=times[1:],
-                     median_epoch_s=statistics.median(times[1:]),
-                     ratio_to_fused=statistics.median(times[1:]) / fused, last_epoch_loss=loss,
-                     finite_unscaled=finite) for name, formula, times, loss, finite in measured]
+    return [
+        LossCost(
+            loss=name,
+            formula=formula,
+            warmup_s=times[0],
+            epoch_s=times[1:],
+            median_epoch_s=statistics.median(times[1:]),
+            ratio_to_fused=statistics.median(times[1:]) / fused,
+            last_epoch_loss=loss,
+            finite_unscaled=finite,
+        )
+        for name, formula, times, loss, finite in measured
+    ]
 
 
 def _layer_step(num_classes: int, input_dim: int, batch_size: int, seed: int) -> Callable[[], Any]:
@@ -175,9 +190,14 @@ def _layer_step(num_classes: int, input_dim: int, batch_size: int, seed: int) ->
     return step
 
 
-def softmax_layer_cost(num_classes: Sequence[int] = (10, 100, 1000, 10_000, 100_000), input_dim: int = 784,
-                       batch_size: int = DataConfig.batch_size, repeats: int = 10, budget_s: float = 3.0,
-                       seed: int = TrainConfig.seed) -> list[LayerCost]:
+def softmax_layer_cost(
+    num_classes: Sequence[int] = (10, 100, 1000, 10_000, 100_000),
+    input_dim: int = 784,
+    batch_size: int = DataConfig.batch_size,
+    repeats: int = 10,
+    budget_s: float = 3.0,
+    seed: int = TrainConfig.seed,
+) -> list[LayerCost]:
     """Time, FLOPs and memory of one softmax layer's training step per class count: all grow linearly in K.
 
     Args:
@@ -201,10 +221,22 @@ def softmax_layer_cost(num_classes: Sequence[int] = (10, 100, 1000, 10_000, 100_
             times.append(time.perf_counter() - start)
         median, flops = statistics.median(times), 4 * batch_size * input_dim * k
         weights = (input_dim * k + k) * 4
-        rows.append(LayerCost(num_classes=k, input_dim=input_dim, batch_size=batch_size, warmup_s=warmup,
-                              step_s=times, median_step_s=median, us_per_class=median / k * 1e6, flops=flops,
-                              gflop_per_s=flops / median / 1e9, weight_bytes=weights, momentum_bytes=weights,
-                              logits_bytes=batch_size * k * 4))
+        rows.append(
+            LayerCost(
+                num_classes=k,
+                input_dim=input_dim,
+                batch_size=batch_size,
+                warmup_s=warmup,
+                step_s=times,
+                median_step_s=median,
+                us_per_class=median / k * 1e6,
+                flops=flops,
+                gflop_per_s=flops / median / 1e9,
+                weight_bytes=weights,
+                momentum_bytes=weights,
+                logits_bytes=batch_size * k * 4,
+            )
+        )
     return rows
 
 
@@ -216,13 +248,33 @@ def format_costs(rows: Sequence[CostRow]) -> str:
     """An aligned text table of rows of one kind, numbers right-aligned."""
     if rows and isinstance(rows[0], LossCost):
         header = ["loss", "formula", "warm-up s", "epoch s", "x fused", "last-epoch loss", "finite on 0..255"]
-        cells = [[r.loss, r.formula, f"{r.warmup_s:.2f}", f"{r.median_epoch_s:.3f}", f"{r.ratio_to_fused:.2f}",
-                  f"{r.last_epoch_loss:.4f}", "yes" if r.finite_unscaled else "no"] for r in rows]
+        cells = [
+            [
+                r.loss,
+                r.formula,
+                f"{r.warmup_s:.2f}",
+                f"{r.median_epoch_s:.3f}",
+                f"{r.ratio_to_fused:.2f}",
+                f"{r.last_epoch_loss:.4f}",
+                "yes" if r.finite_unscaled else "no",
+            ]
+            for r in rows
+        ]
         return format_table(header, cells, right=range(2, 6))
     header = ["classes", "step ms", "us/class", "GFLOP", "GFLOP/s", "weights MB", "+momentum MB", "logits MB"]
-    cells = [[f"{r.num_classes:,}", f"{r.median_step_s * 1e3:.2f}", f"{r.us_per_class:.2f}", f"{r.flops / 1e9:.3f}",
-              f"{r.gflop_per_s:.1f}", _mb(r.weight_bytes), _mb(r.momentum_bytes), _mb(r.logits_bytes)]
-             for r in rows]
+    cells = [
+        [
+            f"{r.num_classes:,}",
+            f"{r.median_step_s * 1e3:.2f}",
+            f"{r.us_per_class:.2f}",
+            f"{r.flops / 1e9:.3f}",
+            f"{r.gflop_per_s:.1f}",
+            _mb(r.weight_bytes),
+            _mb(r.momentum_bytes),
+            _mb(r.logits_bytes),
+        ]
+        for r in rows
+    ]
     return format_table(header, cells, right=range(len(header)))
 
 

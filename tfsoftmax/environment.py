@@ -21,9 +21,19 @@ def capture(dataset: Dataset, manual_dir: str) -> dict[str, Any]:
 
     from tfsoftmax import __version__
 
-    return {"tuner_id": os.environ.get(TUNER_ID, ""), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__, "tfsoftmax": __version__,
-            "platform": platform.platform(),
-            "dataset": {"name": dataset.name, "version": dataset.version, "sha256": dataset.checksum,
-                        "manual_dir": manual_dir, "train_examples": int(len(dataset.train_y)),
-                        "test_examples": int(len(dataset.test_y))}}
+    return {
+        "tuner_id": os.environ.get(TUNER_ID, ""),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tfsoftmax": __version__,
+        "platform": platform.platform(),
+        "dataset": {
+            "name": dataset.name,
+            "version": dataset.version,
+            "sha256": dataset.checksum,
+            "manual_dir": manual_dir,
+            "train_examples": int(len(dataset.train_y)),
+            "test_examples": int(len(dataset.test_y)),
+        },
+    }

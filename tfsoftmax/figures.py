@@ -16,11 +16,17 @@ if TYPE_CHECKING:
 
 # Figure file name -> history key. --metric accuracy adds train_accuracy.png (overfitting shows there).
 CURVES = {"train_loss": "loss", "val_loss": "val_loss", "val_accuracy": "val_accuracy"}
-TITLES = {"loss": "training loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
-          "accuracy": "training accuracy"}
+TITLES = {
+    "loss": "training loss",
+    "val_loss": "validation loss",
+    "val_accuracy": "validation accuracy",
+    "accuracy": "training accuracy",
+}
 # Published test accuracies, drawn faintly on accuracy figures of Fashion-MNIST runs for orientation.
-REFERENCES = ((0.83, "D2L softmax regression, test ~0.83", "top"),
-              (0.842, "Fashion-MNIST paper, logistic regression, test 0.842", "bottom"))
+REFERENCES = (
+    (0.83, "D2L softmax regression, test ~0.83", "top"),
+    (0.842, "Fashion-MNIST paper, logistic regression, test 0.842", "bottom"),
+)
 REFERENCE_DATASET = "fashion_mnist"
 
 
@@ -40,13 +46,18 @@ def draw(runs: Sequence[Run], labels: Sequence[str], metric: str) -> dict[str, F
         ax = fig.add_subplot()
         for i, (run, text) in enumerate(zip(runs, labels, strict=True)):
             values = run.history[key]
-            ax.plot(range(1, len(values) + 1), values, marker=".", label=text,
-                    color=colors(i % colors.N), linestyle=("-", "--", ":")[i // colors.N % 3])
+            ax.plot(
+                range(1, len(values) + 1),
+                values,
+                marker=".",
+                label=text,
+                color=colors(i % colors.N),
+                linestyle=("-", "--", ":")[i // colors.N % 3],
+            )
         if references and key.endswith("accuracy"):
             for y, note, side in REFERENCES:
                 ax.axhline(y, color="0.5", linewidth=0.8, linestyle="--", alpha=0.6, gid="reference")
-                ax.text(0.01, y, note, transform=ax.get_yaxis_transform(), fontsize="x-small", color="0.4",
-                        va=side)
+                ax.text(0.01, y, note, transform=ax.get_yaxis_transform(), fontsize="x-small", color="0.4", va=side)
         ax.set(xlabel="epoch", ylabel=TITLES[key], title=f"{TITLES[key]} per epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -61,5 +72,4 @@ def draw(runs: Sequence[Run], labels: Sequence[str], metric: str) -> dict[str, F
 def save(figures: dict[str, Figure], out: Path) -> None:
     """Each figure as `<stem>.png` in `out`."""
     for stem, fig in figures.items():
-        atomic_write(out / f"{stem}.png", lambda f, fig=fig: fig.savefig(f, format="png", dpi=100,
-                                                                          bbox_inches="tight"))
+        atomic_write(out / f"{stem}.png", lambda f, fig=fig: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))

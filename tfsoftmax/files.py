@@ -99,15 +99,22 @@ def ensure_space(folder: Path) -> None:
     except OSError:
         return  # the writes that follow report the real problem
     if free < RESERVE_BYTES:
-        raise TfsoftmaxError(f"cannot write in {folder}: No space left on device (under "
-                             f"{RESERVE_BYTES >> 20} MiB free); what was written before is kept", RUNTIME_ERROR,
-                             resumable=True)
+        raise TfsoftmaxError(
+            f"cannot write in {folder}: No space left on device (under "
+            f"{RESERVE_BYTES >> 20} MiB free); what was written before is kept",
+            RUNTIME_ERROR,
+            resumable=True,
+        )
 
 
 # What a failed write says, from Python (strerror) or from TensorFlow's C++ writers (in the message).
-WRITE_FAILURES = {errno.ENOSPC: "No space left on device", errno.EFBIG: "File too large",
-                  errno.EDQUOT: "Disk quota exceeded", errno.EROFS: "Read-only file system",
-                  errno.EACCES: "Permission denied"}
+WRITE_FAILURES = {
+    errno.ENOSPC: "No space left on device",
+    errno.EFBIG: "File too large",
+    errno.EDQUOT: "Disk quota exceeded",
+    errno.EROFS: "Read-only file system",
+    errno.EACCES: "Permission denied",
+}
 
 
 @contextlib.contextmanager
@@ -123,5 +130,6 @@ def reported_writes(folder: Path) -> Iterator[None]:
         reason = next((r for r in WRITE_FAILURES.values() if r in (text or "")), None)
         if reason is None:
             raise
-        raise TfsoftmaxError(f"cannot write in {folder}: {reason}; what was written before is kept",
-                             RUNTIME_ERROR, resumable=True) from None
+        raise TfsoftmaxError(
+            f"cannot write in {folder}: {reason}; what was written before is kept", RUNTIME_ERROR, resumable=True
+        ) from None

@@ -19,8 +19,14 @@ STANDARD_KEYS = ("train.lr", "data.batch_size", "train.optimizer", "train.epochs
 # Folders and file locations say where a run read its data, not how it trained.
 _NOT_HPARAMS = ("data.data_dir", "data.manual_dir")
 # The metrics every trial logs, as (tag, TensorBoard run relative to the trial's run) for HParams columns.
-SWEEP_METRICS = [("epoch_accuracy", "validation"), ("epoch_loss", "validation"), ("epoch_accuracy", "train"),
-                 ("epoch_loss", "train"), ("epoch_time_s", "train"), ("epoch_examples_per_second", "train")]
+SWEEP_METRICS = [
+    ("epoch_accuracy", "validation"),
+    ("epoch_loss", "validation"),
+    ("epoch_accuracy", "train"),
+    ("epoch_loss", "train"),
+    ("epoch_time_s", "train"),
+    ("epoch_examples_per_second", "train"),
+]
 
 
 def run_hparams(config: Config) -> dict[str, Any]:
@@ -64,8 +70,10 @@ def write_sweep_config(config: Config, folder: Path) -> None:
     # Only what every trial has: TensorBoard's parallel-coordinates view draws no line for a session that
     # lacks a declared column's value.
     hparams = [hp_api.HParam(entry.key, space.hparams_domain(entry)) for entry in config.sweep.space]
-    metrics = [hp_api.Metric(tag, group=group, display_name=f"{group} {tag.removeprefix('epoch_')}")
-               for tag, group in SWEEP_METRICS]
+    metrics = [
+        hp_api.Metric(tag, group=group, display_name=f"{group} {tag.removeprefix('epoch_')}")
+        for tag, group in SWEEP_METRICS
+    ]
     writer = tf.summary.create_file_writer(str(folder))
     with writer.as_default():
         hp_api.hparams_config(hparams=hparams, metrics=metrics)

@@ -34,8 +34,9 @@ def _section(section: str, raw: Any, source: str) -> Any:
 
 def _unknown_section(section: str, source: str) -> None:
     if section not in SECTIONS:
-        raise fail(source, f"[{section}]: unknown section{suggest(section, list(SECTIONS))}; "
-                           f"allowed: {', '.join(SECTIONS)}")
+        raise fail(
+            source, f"[{section}]: unknown section{suggest(section, list(SECTIONS))}; allowed: {', '.join(SECTIONS)}"
+        )
 
 
 def from_dict(raw: Mapping[str, Any], source: str) -> Config:
@@ -100,8 +101,11 @@ def _experiment_name(path: Path) -> str:
     letter or digit as it must."""
     name = re.sub(r"[^A-Za-z0-9_.\-]", "_", path.stem).lstrip("_.-")
     if not name:
-        raise fail(str(path), "logging.experiment: the file name has no letter or digit to name the "
-                              "experiment after; set logging.experiment")
+        raise fail(
+            str(path),
+            "logging.experiment: the file name has no letter or digit to name the "
+            "experiment after; set logging.experiment",
+        )
     return name
 
 
@@ -141,9 +145,15 @@ def require_space(config: Config, source: str) -> None:
     """A sweep needs at least one opened key and a validation split of its own: with none, trials
     would be scored, and the best one chosen, on the test split."""
     if not config.sweep.space:
-        raise fail(source, '[sweep.space]: empty; open at least one key, e.g. '
-                           '"train.lr" = { min = 1e-3, max = 1.0, sampling = "log" }')
+        raise fail(
+            source,
+            "[sweep.space]: empty; open at least one key, e.g. "
+            '"train.lr" = { min = 1e-3, max = 1.0, sampling = "log" }',
+        )
     if config.data.validation_fraction == 0:
-        raise fail(source, "data.validation_fraction: got 0.0, which would score and choose trials on the "
-                           "test split; allowed in a sweep: a number in (0, 1), e.g. 0.1 (--final then "
-                           "retrains the best on train+validation)")
+        raise fail(
+            source,
+            "data.validation_fraction: got 0.0, which would score and choose trials on the "
+            "test split; allowed in a sweep: a number in (0, 1), e.g. 0.1 (--final then "
+            "retrains the best on train+validation)",
+        )

@@ -72,8 +72,14 @@ def build_model(
 def graph_key(model_cfg: ModelConfig, train: TrainConfig) -> tuple:
     """What a compiled model's traced training step depends on. Models equal in these differ only in
     values a trial resets (weights, learning rate), so a sweep can reuse one instead of tracing anew."""
-    return model_cfg.kind, model_cfg.loss, train.optimizer, train.momentum, train.weight_decay, \
-        train.steps_per_execution
+    return (
+        model_cfg.kind,
+        model_cfg.loss,
+        train.optimizer,
+        train.momentum,
+        train.weight_decay,
+        train.steps_per_execution,
+    )
 
 
 def reset_to(model: keras.Model, fresh: keras.Model) -> keras.Model:

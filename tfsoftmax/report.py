@@ -45,16 +45,16 @@ def _show(ax, image: np.ndarray) -> None:  # noqa: ANN001
         ax.imshow(np.clip(image, 0, 1))
 
 
-def prediction_grid(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
-                    class_names: Sequence[str]) -> bytes:
+def prediction_grid(
+    images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]
+) -> bytes:
     """D2L's `predict_ch3`: test images titled true / predicted, wrong ones in red."""
     cols = min(6, len(images))
     plt, fig, axes = _figure(-(-len(images) // cols), cols)
     span = max(float(images.max()), 1e-12)
     for ax, image, true, pred in zip(axes.flat, images, labels, predictions, strict=False):
         _show(ax, image / span)
-        ax.set_title(f"{class_names[true]}\n{class_names[pred]}", fontsize=7,
-                     color="black" if true == pred else "red")
+        ax.set_title(f"{class_names[true]}\n{class_names[pred]}", fontsize=7, color="black" if true == pred else "red")
     data = _png(fig)
     plt.close(fig)
     return data
@@ -74,8 +74,9 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> bytes:
     if len(class_names) <= 20:
         threshold = matrix.max() / 2
         for (i, j), count in np.ndenumerate(matrix):
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=6,
-                    color="white" if count > threshold else "black")
+            ax.text(
+                j, i, str(count), ha="center", va="center", fontsize=6, color="white" if count > threshold else "black"
+            )
     data = _png(fig)
     plt.close(fig)
     return data
@@ -125,13 +126,25 @@ def _pr_curves(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str]
     from tensorboard.plugins.pr_curve import summary as pr_summary
 
     for k, name in enumerate(class_names):
-        pb = pr_summary.pb(f"test/{name}", labels == k, probs[:, k].astype(np.float32),
-                           num_thresholds=PR_THRESHOLDS, description=f"test split: {name} against the rest")
+        pb = pr_summary.pb(
+            f"test/{name}",
+            labels == k,
+            probs[:, k].astype(np.float32),
+            num_thresholds=PR_THRESHOLDS,
+            description=f"test split: {name} against the rest",
+        )
         tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=step)
 
 
-def write_report(run_dir: Path, model: keras.Model, splits: Splits, class_names: Sequence[str], config: Config,
-                 test_metrics: dict[str, float], step: int) -> calibration.Calibration | None:
+def write_report(
+    run_dir: Path,
+    model: keras.Model,
+    splits: Splits,
+    class_names: Sequence[str],
+    config: Config,
+    test_metrics: dict[str, float],
+    step: int,
+) -> calibration.Calibration | None:
     """Write the report summaries into `run_dir`'s own event file; return the test split's calibration."""
     import tensorflow as tf
 
@@ -144,44 +157,68 @@ def write_report(run_dir: Path, model: keras.Model, splits: Splits, class_names:
     calibrated = calibrate(model, splits, logits) if test_metrics else None
 
     def image(name: str, png: bytes, description: str) -> None:
-        tf.summary.image(name, tf.expand_dims(tf.io.decode_png(png, channels=4), 0), step=step,
-                         description=description)
+        tf.summary.image(name, tf.expand_dims(tf.io.decode_png(png, channels=4), 0), step=step, description=description)
 
     writer = tf.summary.create_file_writer(str(run_dir))
     with writer.as_default():
         for name, value in test_metrics.items():
             tf.summary.scalar(f"test/{name}", value, step=step, description=f"final test {name}")
         if n:
-            image("test/predictions", prediction_grid(x[:n], y[:n], predictions[:n], class_names),
-                  "first test images, titled true / predicted (red: wrong)")
+            image(
+                "test/predictions",
+                prediction_grid(x[:n], y[:n], predictions[:n], class_names),
+                "first test images, titled true / predicted (red: wrong)",
+            )
         image("test/confusion_matrix", confusion_figure(matrix, class_names), "rows: true class")
-        image("model/weight_templates", weight_templates(kernel, x.shape[1:], class_names),
-              "the Dense kernel reshaped to the image, one picture per class")
+        image(
+            "model/weight_templates",
+            weight_templates(kernel, x.shape[1:], class_names),
+            "the Dense kernel reshaped to the image, one picture per class",
+        )
         if calibrated is not None:
             _write_calibration(calibrated, logits, y, class_names, step, image)
-        tf.summary.text("config", "    " + to_toml(config).replace("\n", "\n    "), step=step,
-                        description="the resolved config of this run")
+        tf.summary.text(
+            "config",
+            "    " + to_toml(config).replace("\n", "\n    "),
+            step=step,
+            description="the resolved config of this run",
+        )
     writer.close()
     return calibrated
 
 
-def _write_calibration(calibrated: calibration.Calibration, logits: np.ndarray, labels: np.ndarray,
-                       class_names: Sequence[str], step: int, image: Any) -> None:
+def _write_calibration(
+    calibrated: calibration.Calibration,
+    logits: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    step: int,
+    image: Any,
+) -> None:
     import tensorflow as tf
 
-    scalars = {"ece": (calibrated.ece, "expected calibration error, 15 confidence bins"),
-               "ece_calibrated": (calibrated.ece_calibrated, "ECE after temperature scaling (fitted on validation)"),
-               "nll": (calibrated.nll, "negative log-likelihood"),
-               "nll_calibrated": (calibrated.nll_calibrated, "NLL after temperature scaling"),
-               "temperature": (calibrated.temperature, "the one scalar T fitted on validation: softmax(z / T)")}
+    scalars = {
+        "ece": (calibrated.ece, "expected calibration error, 15 confidence bins"),
+        "ece_calibrated": (calibrated.ece_calibrated, "ECE after temperature scaling (fitted on validation)"),
+        "nll": (calibrated.nll, "negative log-likelihood"),
+        "nll_calibrated": (calibrated.nll_calibrated, "NLL after temperature scaling"),
+        "temperature": (calibrated.temperature, "the one scalar T fitted on validation: softmax(z / T)"),
+    }
     for coverage, accuracy in calibrated.accuracy_at.items():
         scalars[f"accuracy_at_{round(coverage * 100)}pct"] = (
-            accuracy, f"accuracy on the {coverage:.0%} most confident test inputs")
+            accuracy,
+            f"accuracy on the {coverage:.0%} most confident test inputs",
+        )
     for name, (value, description) in scalars.items():
         tf.summary.scalar(f"calibration/{name}", value, step=step, description=description)
-    image("calibration/reliability", calibration.reliability_figure(logits, labels, calibrated),
-          "accuracy per confidence bin against the diagonal, raw and temperature-scaled")
-    image("calibration/coverage", calibration.coverage_figure(logits, labels, calibrated),
-          "accuracy on the most confident inputs as coverage grows; the star: the threshold chosen on "
-          "validation for 95%")
+    image(
+        "calibration/reliability",
+        calibration.reliability_figure(logits, labels, calibrated),
+        "accuracy per confidence bin against the diagonal, raw and temperature-scaled",
+    )
+    image(
+        "calibration/coverage",
+        calibration.coverage_figure(logits, labels, calibrated),
+        "accuracy on the most confident inputs as coverage grows; the star: the threshold chosen on validation for 95%",
+    )
     _pr_curves(calibration.softmax(logits), labels, class_names, step)

@@ -70,8 +70,9 @@ def create(config: Config) -> Path:
             except FileExistsError:
                 continue
     except OSError as e:
-        raise TfsoftmaxError(f"logging.root: cannot create a run folder in {parent}: {e.strerror}",
-                             RUNTIME_ERROR) from None
+        raise TfsoftmaxError(
+            f"logging.root: cannot create a run folder in {parent}: {e.strerror}", RUNTIME_ERROR
+        ) from None
     raise TfsoftmaxError(f"logging.root: {parent} holds too many runs named {base}", RUNTIME_ERROR)
 
 
@@ -84,8 +85,10 @@ def write_config(run_dir: Path, config: Config, resume_with: str) -> None:
     """config.toml: the exact config, re-runnable as is, with how to re-run and resume it."""
     from tfsoftmax.config import to_toml
 
-    header = (f"Resolved config of run {run_dir}.\nRe-run with: tfsoftmax run {run_dir / CONFIG}\n"
-              f"If interrupted, continue with: {resume_with}")
+    header = (
+        f"Resolved config of run {run_dir}.\nRe-run with: tfsoftmax run {run_dir / CONFIG}\n"
+        f"If interrupted, continue with: {resume_with}"
+    )
     write_text(run_dir / CONFIG, to_toml(config, header))
 
 
@@ -112,8 +115,11 @@ def _broken(path: Path, why: str) -> TfsoftmaxError:
 
 def _number(value: Any) -> bool:
     # write_json stores NaN and infinity as strings, which float() reads back.
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("NaN", "Infinity",
-                                                                                          "-Infinity")
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in (
+        "NaN",
+        "Infinity",
+        "-Infinity",
+    )
 
 
 def _checked(record: Any, path: Path) -> dict[str, Any]:
@@ -122,8 +128,11 @@ def _checked(record: Any, path: Path) -> dict[str, Any]:
         raise _broken(path, f"expected a JSON object, got {type(record).__name__}")
     version = record.get("format", FORMAT_VERSION)
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise _broken(path, f"record format {json.dumps(version)} is newer than this tfsoftmax reads "
-                            f"({FORMAT_VERSION}); upgrade tfsoftmax")
+        raise _broken(
+            path,
+            f"record format {json.dumps(version)} is newer than this tfsoftmax reads "
+            f"({FORMAT_VERSION}); upgrade tfsoftmax",
+        )
     missing = [key for key in RECORD_KEYS if key not in record]
     if missing:
         raise _broken(path, f"missing key(s) {', '.join(missing)}; expected {', '.join(RECORD_KEYS)}")
@@ -141,8 +150,9 @@ def _checked(record: Any, path: Path) -> dict[str, Any]:
         if not all(_number(v) for v in values):
             raise _broken(path, f"history.{key}: expected numbers, got {json.dumps(values)}")
         history[key] = [float(v) for v in values]
-    if test is not None and not (isinstance(test, dict) and all(_number(v) for v in test.values())
-                                 and "accuracy" in test):
+    if test is not None and not (
+        isinstance(test, dict) and all(_number(v) for v in test.values()) and "accuracy" in test
+    ):
         raise _broken(path, f"test: expected null or an object of numbers with accuracy, got {json.dumps(test)}")
     if wall is not None and not _number(wall):
         raise _broken(path, f"wall_time_s: expected a number or null, got {json.dumps(wall)}")

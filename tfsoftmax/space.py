@@ -24,8 +24,9 @@ def _sections() -> dict[str, type]:
 def tunable_keys() -> list[str]:
     """Keys a sweep may open: [model] and [train] ones, and the batch size. The other [data] keys
     would change the split itself, which a sweep loads once for all its trials."""
-    return ["data.batch_size"] + [f"{s}.{f.name}" for s in ("model", "train")
-                                 for f in dataclasses.fields(_sections()[s])]
+    return ["data.batch_size"] + [
+        f"{s}.{f.name}" for s in ("model", "train") for f in dataclasses.fields(_sections()[s])
+    ]
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,14 @@ class SpaceEntry:
     step: float | None = None
 
     def __post_init__(self) -> None:
-        source, where = SOURCE.get(), f"sweep.space.\"{self.key}\""
+        source, where = SOURCE.get(), f'sweep.space."{self.key}"'
         tunable = tunable_keys()
         if self.key not in tunable:
-            raise fail(source, f"{where}: not a config key that can be swept{suggest(self.key, tunable)}; "
-                               "allowed: data.batch_size or a [model] or [train] key such as \"train.lr\"")
+            raise fail(
+                source,
+                f"{where}: not a config key that can be swept{suggest(self.key, tunable)}; "
+                'allowed: data.batch_size or a [model] or [train] key such as "train.lr"',
+            )
         section, name = self.key.split(".")
         cls = _sections()[section]
         kind = kind_of(cls, name)[0]
@@ -57,8 +61,9 @@ class SpaceEntry:
             object.__setattr__(self, "values", checked)
             return
         if kind not in (int, float):
-            raise fail(source, f"{where}: {self.key} is {TYPE_NAMES[kind]}, so it takes {{ values = [...] }}, "
-                               "not a range")
+            raise fail(
+                source, f"{where}: {self.key} is {TYPE_NAMES[kind]}, so it takes {{ values = [...] }}, not a range"
+            )
         if self.min is None or self.max is None:
             raise fail(source, f"{where}: a range needs both min and max")
         low = check_field(cls, section, name, self.min, f"{source}: {where}.min")
@@ -66,8 +71,7 @@ class SpaceEntry:
         if not low < high:
             raise fail(source, f"{where}: empty range, min {tomlio.value(low)} must be < max {tomlio.value(high)}")
         if self.sampling not in SAMPLINGS:
-            raise fail(source, f"{where}.sampling: got {tomlio.value(self.sampling)}; allowed: "
-                               f"{' | '.join(SAMPLINGS)}")
+            raise fail(source, f"{where}.sampling: got {tomlio.value(self.sampling)}; allowed: {' | '.join(SAMPLINGS)}")
         if self.sampling != "linear" and low <= 0:
             raise fail(source, f"{where}: {self.sampling} sampling needs min > 0, got {tomlio.value(low)}")
         step = self.step
@@ -81,10 +85,13 @@ class SpaceEntry:
 
 def parse_entry(key: str, raw: Any, source: str) -> SpaceEntry:
     """A [sweep.space] entry from its TOML table, { values = [...] } or { min, max, sampling, step }."""
-    where = f"sweep.space.\"{key}\""
+    where = f'sweep.space."{key}"'
     if not isinstance(raw, dict):
-        raise fail(source, f"{where}: expected a table like {{ min = 0.001, max = 1.0, sampling = \"log\" }} "
-                           f"or {{ values = [...] }}, got {tomlio.value(raw)}")
+        raise fail(
+            source,
+            f'{where}: expected a table like {{ min = 0.001, max = 1.0, sampling = "log" }} '
+            f"or {{ values = [...] }}, got {tomlio.value(raw)}",
+        )
     unknown = set(raw) - set(SPACE_FIELDS)
     if unknown:
         raise fail(source, f"{where}: unknown field '{sorted(unknown)[0]}'; allowed: {', '.join(SPACE_FIELDS)}")
@@ -96,8 +103,13 @@ def parse_entry(key: str, raw: Any, source: str) -> SpaceEntry:
         with from_source(source):
             return SpaceEntry(key=key, values=tuple(raw["values"]))
     with from_source(source):
-        return SpaceEntry(key=key, min=raw.get("min"), max=raw.get("max"), sampling=raw.get("sampling", "linear"),
-                          step=raw.get("step"))
+        return SpaceEntry(
+            key=key,
+            min=raw.get("min"),
+            max=raw.get("max"),
+            sampling=raw.get("sampling", "linear"),
+            step=raw.get("step"),
+        )
 
 
 def parse_space(raw: Any, source: str) -> tuple[SpaceEntry, ...]:

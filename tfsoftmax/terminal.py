@@ -26,19 +26,25 @@ VERBOSE_ENV = "TFSOFTMAX_VERBOSE"
 
 # absl's prefix: severity, date, time, thread id. Before absl starts, date and time read "0000 00:00:<epoch s>".
 _ABSL = r"[IWEF]\d{4} [\d:.]+ +\d+ "
-_NOTICES = re.compile("|".join([
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
-    _ABSL + r"port\.cc:\d+\] oneDNN custom operations are on\. ",
-    _ABSL + r"cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized to use available CPU instructions ",
-    r"To enable the following instructions: .*, in other operations, rebuild TensorFlow with the appropriate "
-    r"compiler flags\.$",
-    # Logged as an error, though TensorFlow itself adds "This may be expected ... will be ignored".
-    _ABSL + r"node_def_util\.cc:\d+\] NodeDef mentions attribute use_unbounded_threadpool which is not in the "
-    r"op definition: ",
-    _ABSL + r"util\.cc:\d+\] oneDNN supports DT_HALF only on platforms with AVX-512\. ",
-]))
+_NOTICES = re.compile(
+    "|".join(
+        [
+            r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
+            _ABSL + r"port\.cc:\d+\] oneDNN custom operations are on\. ",
+            _ABSL
+            + r"cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized to use available CPU instructions ",
+            r"To enable the following instructions: .*, in other operations, rebuild TensorFlow with the appropriate "
+            r"compiler flags\.$",
+            # Logged as an error, though TensorFlow itself adds "This may be expected ... will be ignored".
+            _ABSL + r"node_def_util\.cc:\d+\] NodeDef mentions attribute use_unbounded_threadpool which is not in the "
+            r"op definition: ",
+            _ABSL + r"util\.cc:\d+\] oneDNN supports DT_HALF only on platforms with AVX-512\. ",
+        ]
+    )
+)
 _NO_CUDA_DRIVER = re.compile(
-    _ABSL + r"cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, GPU will not be used\.$")
+    _ABSL + r"cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, GPU will not be used\.$"
+)
 _CUINIT_FAILED = re.compile(_ABSL + r"cuda_platform\.cc:\d+\] failed call to cuInit: ")
 _RETRACING = re.compile(r"\d+ out of the last \d+ calls to .+ triggered tf\.function retracing\. ")
 # A pipe's end of line: \r too, so progress bars (TFDS's tqdm) move as they are drawn.
@@ -85,7 +91,7 @@ def _write_all(fd: int, data: bytes) -> None:
     """Every byte: os.write may take only part."""
     try:
         while data:
-            data = data[os.write(fd, data):]
+            data = data[os.write(fd, data) :]
     except OSError:  # stderr closed or gone: keep reading, or writers would block on a full pipe
         pass
 
@@ -108,7 +114,7 @@ def _forward(read_fd: int, real_fd: int, marker: bytes, ack_fd: int) -> None:
         for line in lines:
             acknowledge = line.endswith(marker)
             if acknowledge:  # a last line without its newline may come first, on the same line
-                line = line[:-len(marker)]
+                line = line[: -len(marker)]
             if line and not notices.is_notice(line.decode(errors="replace")):
                 kept.append(line)
             if acknowledge:
@@ -127,7 +133,7 @@ def _run_filter(read_fd: int, real_fd: int, marker: bytes, ack_fd: int) -> None:
         for signum in _FILTER_IGNORES:
             signal.signal(signum, signal.SIG_IGN)
         keep = sorted((read_fd, real_fd, ack_fd))
-        for low, high in zip([0] + [fd + 1 for fd in keep], keep + [os.sysconf("SC_OPEN_MAX")]):
+        for low, high in zip([0] + [fd + 1 for fd in keep], keep + [os.sysconf("SC_OPEN_MAX")], strict=True):
             os.closerange(low, high)
         _forward(read_fd, real_fd, marker, ack_fd)
         code = 0

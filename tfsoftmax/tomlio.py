@@ -66,8 +66,9 @@ def dumps(document: dict[str, dict[str, Any]], header: str = "") -> str:
     lines = [f"# {printable(line)}" for line in header.splitlines()]  # a TOML comment holds no control codes
     for section, values in document.items():
         tables = {k: v for k, v in values.items() if isinstance(v, dict)}
-        lines += ["", f"[{section}]"] + [f"{key(k)} = {value(v)}" for k, v in values.items()
-                                         if k not in tables and v is not None]
+        lines += ["", f"[{section}]"] + [
+            f"{key(k)} = {value(v)}" for k, v in values.items() if k not in tables and v is not None
+        ]
         for name, table in tables.items():
             if table:
                 lines += ["", f"[{section}.{name}]"] + [f"{key(k)} = {value(v)}" for k, v in table.items()]

@@ -48,8 +48,9 @@ def tensorboard_callback(log_dir: Path, config: Config) -> keras.callbacks.Callb
     """Keras' own TensorBoard writer: per-epoch scalars (learning rate included) and weight histograms."""
     import keras
 
-    return keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=int(config.logging.histograms),
-                                       write_graph=False, profile_batch=0)
+    return keras.callbacks.TensorBoard(
+        log_dir=str(log_dir), histogram_freq=int(config.logging.histograms), write_graph=False, profile_batch=0
+    )
 
 
 def epoch_stats(n_train: int, board_dir: Path | None = None) -> EpochStats:
@@ -63,9 +64,19 @@ def write_run_files(run_dir: Path, config: Config, dataset: data_lib.Dataset, re
     rundir.write_environment(run_dir, environment.capture(dataset, data_lib.manual_dir(config.data)))
 
 
-def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Path, callbacks: list, epochs: int,
-        resume: checkpoint.Resume | None = None, *, epoch_lines: bool = True, stop: StopSignal | None = None,
-        **fit_kwargs: Any) -> RunRecord:
+def fit(
+    model: keras.Model,
+    splits: data_lib.Splits,
+    config: Config,
+    run_dir: Path,
+    callbacks: list,
+    epochs: int,
+    resume: checkpoint.Resume | None = None,
+    *,
+    epoch_lines: bool = True,
+    stop: StopSignal | None = None,
+    **fit_kwargs: Any,
+) -> RunRecord:
     """`model.fit` with the record and timing callbacks ahead of `callbacks`, from `resume`'s epoch and
     weights if given (else from `initial_epoch`, as Hyperband passes it); returns the record. Keras
     prints each epoch unless `epoch_lines` is off (a sweep prints one line per trial instead). Training
@@ -87,8 +98,16 @@ def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Pa
         with reported_writes(run_dir):
             try:
                 last = first if keep is not None and keep.stopped_before else epochs
-                model.fit(train_ds, validation_data=val_ds, epochs=last, initial_epoch=first, verbose=verbose,
-                          shuffle=False, callbacks=every, **fit_kwargs)
+                model.fit(
+                    train_ds,
+                    validation_data=val_ds,
+                    epochs=last,
+                    initial_epoch=first,
+                    verbose=verbose,
+                    shuffle=False,
+                    callbacks=every,
+                    **fit_kwargs,
+                )
             except BaseException as e:
                 for callback in every:  # what fit would have done: close TensorBoard's and HParams' writers
                     with contextlib.suppress(Exception):  # the error that stopped training is the one to show
@@ -106,8 +125,9 @@ def fit(model: keras.Model, splits: data_lib.Splits, config: Config, run_dir: Pa
         raise
     except KeyboardInterrupt:
         record.write(status="interrupted")
-        raise TfsoftmaxError(f"interrupted after {record.epochs_completed} finished epoch(s) of {run_dir}",
-                             INTERRUPTED) from None
+        raise TfsoftmaxError(
+            f"interrupted after {record.epochs_completed} finished epoch(s) of {run_dir}", INTERRUPTED
+        ) from None
     return record
 
 
@@ -115,8 +135,15 @@ def _status(record: RunRecord) -> str:
     return "diverged" if record.divergence is not None else "completed"
 
 
-def finish(model: keras.Model, record: RunRecord, splits: data_lib.Splits, dataset: data_lib.Dataset,
-           config: Config, run_dir: Path, started: float) -> RunResult:
+def finish(
+    model: keras.Model,
+    record: RunRecord,
+    splits: data_lib.Splits,
+    dataset: data_lib.Dataset,
+    config: Config,
+    run_dir: Path,
+    started: float,
+) -> RunResult:
     """Evaluate on test (unless diverged), write the TensorBoard report, the model and the record."""
     from tfsoftmax import hparams, report
 
@@ -140,8 +167,15 @@ def finish(model: keras.Model, record: RunRecord, splits: data_lib.Splits, datas
     extra = {} if calibrated is None else {"calibration": calibrated.to_json()}
     record.write(status=status, test=test or None, wall_time_s=wall, **extra)
     checkpoint.remove(run_dir)
-    return RunResult(run_dir=run_dir, status=status, history=record.history, test=test, wall_time_s=wall,
-                     model=model, divergence=record.divergence)
+    return RunResult(
+        run_dir=run_dir,
+        status=status,
+        history=record.history,
+        test=test,
+        wall_time_s=wall,
+        model=model,
+        divergence=record.divergence,
+    )
 
 
 def finish_trial(model: keras.Model, record: RunRecord, run_dir: Path, started: float) -> None:
@@ -152,8 +186,11 @@ def finish_trial(model: keras.Model, record: RunRecord, run_dir: Path, started: 
         rundir.save_model(model, run_dir)
     history = record.history
     i = rundir.best_epoch(history, "val_accuracy")
-    best = None if i is None else {"epoch": i + 1, "val_accuracy": history["val_accuracy"][i],
-                                   "val_loss": history["val_loss"][i]}
+    best = (
+        None
+        if i is None
+        else {"epoch": i + 1, "val_accuracy": history["val_accuracy"][i], "val_loss": history["val_loss"][i]}
+    )
     record.write(status=_status(record), wall_time_s=time.perf_counter() - started, best=best)
     checkpoint.remove(run_dir)
 
@@ -199,8 +236,9 @@ def resume(run_dir: Path) -> RunResult:
         return _train(config, dataset, run_dir, checkpoint.resume_point(run_dir, record), started)
 
 
-def _train(config: Config, dataset: data_lib.Dataset, run_dir: Path, resume_from: checkpoint.Resume | None,
-           started: float) -> RunResult:
+def _train(
+    config: Config, dataset: data_lib.Dataset, run_dir: Path, resume_from: checkpoint.Resume | None, started: float
+) -> RunResult:
     """Build, fit (from `resume_from` if given) and finish a run in `run_dir`, Ctrl-C stopping it cleanly; a
     failure that leaves the run resumable says how to resume it."""
     from tfsoftmax.model import build_model
@@ -210,8 +248,16 @@ def _train(config: Config, dataset: data_lib.Dataset, run_dir: Path, resume_from
     model = build_model(dataset.image_shape, dataset.num_classes, config.model, config.train)
     try:
         with StopSignal() as stop:
-            record = fit(model, splits, config, run_dir, [tensorboard_callback(run_dir, config)],
-                         config.train.epochs, resume_from, stop=stop)
+            record = fit(
+                model,
+                splits,
+                config,
+                run_dir,
+                [tensorboard_callback(run_dir, config)],
+                config.train.epochs,
+                resume_from,
+                stop=stop,
+            )
             return finish(model, record, splits, dataset, config, run_dir, started)
     except KeyboardInterrupt:  # a second Ctrl-C outside training: the last checkpoint is still there
         raise TfsoftmaxError(f"interrupted; resume with: tfsoftmax run --resume {run_dir}", INTERRUPTED) from None
