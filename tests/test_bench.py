@@ -137,3 +137,49 @@ def test_non_sgd_optimizer_is_a_config_error(write_config: Callable[..., Path], 
     with pytest.raises(TfsoftmaxError, match=r"train.optimizer: bench compares minibatch SGD.*\"adam\"") as e:
         bench.command(_args(str(path), "--out", str(tmp_path / "b.json")))
     assert e.value.exit_code == 2
+
+
+def test_costs_prints_both_tables_and_writes_both_to_json(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tfsoftmax import cli, costs
+
+    out = tmp_path / "costs.json"
+    argv = ["bench", str(write_config()), "--costs", "--classes", "10,20", "--epochs", "1", "--out", str(out)]
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    firsts = [line.split()[0] for line in lines if line.strip()]
+    assert "loss" in firsts and "classes" in firsts
+    assert set(costs.LOSSES) <= set(firsts) and {"10", "20"} <= set(firsts)
+    report = json.loads(out.read_text())
+    assert [r["loss"] for r in report["costs"]["cross_entropy"]] == list(costs.LOSSES)
+    assert all(len(r["epoch_s"]) == 1 for r in report["costs"]["cross_entropy"])
+    assert [r["num_classes"] for r in report["costs"]["softmax_layer"]] == [10, 20]
+    assert all(r["input_dim"] == 784 and r["batch_size"] == 16 for r in report["costs"]["softmax_layer"])
+    assert report["train_examples"] == 120  # the whole tiny training set: no validation split to hold out
+    assert "methods" not in report
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--costs", "--classes", "10,x"], "--classes: expected comma-separated integers >= 1 .* got '10,x'"),
+        (["--costs", "--classes", "0"], "--classes: expected comma-separated integers >= 1 .* got '0'"),
+        (["--costs", "--classes=-5"], "--classes: expected .* got '-5'"),
+        (["--costs", "--classes", "10,,20"], "--classes: expected .* got '10,,20'"),
+        (["--classes", "10"], "--classes sets the softmax layer's class counts; it needs --costs"),
+        (["--costs", "--sweep"], "--costs measures the costs alone"),
+    ],
+)
+def test_bad_costs_flags_are_one_line_errors_with_exit_code_2(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list, message: str
+) -> None:
+    import re
+
+    from tfsoftmax import cli
+
+    out = tmp_path / "costs.json"
+    assert cli.main(["bench", str(write_config()), *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and re.match(r"tfsoftmax: error: bench: " + message, err[0]), err
+    assert not out.exists()

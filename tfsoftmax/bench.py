@@ -1,5 +1,6 @@
 """`tfsoftmax bench`: epoch time of tfsoftmax's training against the NumPy floor, the D2L eager loop and
-plain `model.fit`, and the whole run and sweep from outside.
+plain `model.fit`, and the whole run and sweep from outside; with `--costs`, D2L's cost questions instead
+(`costs`: the definition-based cross-entropy against the fused one, a softmax layer as the classes grow).
 
 Every method (`bench_loops`) trains the same softmax regression on the same training split with the same
 batch size, learning rate and seed, in one process; the median of its timed epochs is reported with the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import statistics
 import sys
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = "experiments/fashion_mnist.toml"
 DEFAULT_OUT = "logs/bench.json"
+DEFAULT_COSTS_OUT = "logs/bench_costs.json"
+CLASS_COUNTS = (10, 100, 1000, 10_000, 100_000)
 FLOOR = "numpy"
 METHODS = {
     "tfsoftmax": "tfsoftmax fit, as `run` does it",
@@ -59,7 +63,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         default=5,
         help="timed epochs per method, after one warm-up epoch; the median is reported (default: 5)",
     )
-    p.add_argument("--out", default=DEFAULT_OUT, metavar="FILE", help=f"JSON results (default: {DEFAULT_OUT})")
+    p.add_argument(
+        "--out", metavar="FILE", help=f"JSON results (default: {DEFAULT_OUT}, with --costs {DEFAULT_COSTS_OUT})"
+    )
     p.add_argument(
         "--no-whole-run", action="store_true", help="skip timing a whole `tfsoftmax run` of the config in a subprocess"
     )
@@ -67,6 +73,19 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "--sweep",
         action="store_true",
         help=f"also time a {SWEEP_TRIALS}-trial x {SWEEP_EPOCHS}-epoch sweep with 1 and 2 workers (minutes)",
+    )
+    p.add_argument(
+        "--costs",
+        action="store_true",
+        help="measure D2L's cost questions instead of the methods: --epochs epochs of the definition-based, "
+        "naive, stable and fused cross-entropy on the whole training set, and a softmax layer's training step, "
+        "FLOPs and memory per class count",
+    )
+    default_classes = ",".join(map(str, CLASS_COUNTS))
+    p.add_argument(
+        "--classes",
+        metavar="K,K,...",
+        help=f"class counts for --costs' softmax layer (default: {default_classes})",
     )
 
 
@@ -176,8 +195,64 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def class_counts(text: str) -> tuple[int, ...]:
+    """--classes as a tuple of class counts, or a one-line error naming the flag and the value."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() and int(part) >= 1 for part in parts):
+        raise TfsoftmaxError(
+            f"bench: --classes: expected comma-separated integers >= 1 such as 10,100,1000, got '{text}'",
+            CONFIG_ERROR,
+        )
+    return tuple(int(part) for part in parts)
+
+
+def _check_modes(args: argparse.Namespace) -> tuple[int, ...]:
+    """The class counts for --costs, after refusing flags that the chosen mode would ignore."""
+    if not args.costs:
+        if args.classes is not None:
+            raise TfsoftmaxError(
+                "bench: --classes sets the softmax layer's class counts; it needs --costs", CONFIG_ERROR
+            )
+        return ()
+    if args.sweep:
+        raise TfsoftmaxError("bench: --costs measures the costs alone; drop --sweep or --costs", CONFIG_ERROR)
+    return CLASS_COUNTS if args.classes is None else class_counts(args.classes)
+
+
+def measure_costs(
+    dataset: Dataset, config: Config, epochs: int, classes: tuple[int, ...], report: Callable[[str], None]
+) -> tuple[str, dict[str, list[dict[str, Any]]]]:
+    """The losses per epoch and the softmax layer per class count: both tables as text, and as the JSON holds them."""
+    from tfsoftmax import costs
+
+    batch = config.data.batch_size
+    report(
+        f"bench: {len(costs.LOSSES)} cross-entropy losses x {epochs + 2} epochs on {len(dataset.train_y)} images ..."
+    )
+    losses = costs.cross_entropy_epochs(
+        dataset.train_x, dataset.train_y, batch, epochs, config.train.lr, config.train.seed, config.model.init_stddev
+    )
+    report(f"bench: a softmax layer's training step for {', '.join(f'{k:,}' for k in classes)} classes ...")
+    input_dim = math.prod(dataset.image_shape)
+    layers = costs.softmax_layer_cost(classes, input_dim=input_dim, batch_size=batch, seed=config.train.seed)
+    text = "\n".join(
+        [
+            f"cross-entropy, softmax regression on {len(dataset.train_y)} training images, batch {batch}, "
+            f"lr {config.train.lr}: median of {epochs} epochs after 1 warm-up; finite on 0..255: one more epoch "
+            "on unscaled pixels",
+            costs.format_costs(losses),
+            f"\nsoftmax layer, Dense(K) on {input_dim} inputs + fused cross-entropy, batch {batch}: one forward "
+            "and backward step, median after 1 warm-up",
+            costs.format_costs(layers),
+        ]
+    )
+    return text, {"cross_entropy": costs.costs_json(losses), "softmax_layer": costs.costs_json(layers)}
+
+
 def command(args: argparse.Namespace) -> int:
-    """`tfsoftmax bench`: time every method, print the table, write the JSON; 0 on success."""
+    """`tfsoftmax bench`: time every method (or, with --costs, the costs), print the tables, write the JSON;
+    0 on success."""
+    classes = _check_modes(args)
     overrides = list(args.set or [])
     config = load_config(args.config, overrides)
     if config.train.optimizer != "sgd":
@@ -190,25 +265,31 @@ def command(args: argparse.Namespace) -> int:
 
     machine = _machine()
     dataset = data_lib.load_dataset(config.data)
-    splits = data_lib.split(dataset, config.data)
-    n_train = len(splits.train[1])
     report: dict[str, Any] = {
         "config": args.config,
         "overrides": overrides,
         "epochs": args.epochs,
         "warmup_epochs": 1,
-        "train_examples": n_train,
         "batch_size": config.data.batch_size,
         "lr": config.train.lr,
-        "steps_per_execution": config.train.steps_per_execution,
         "machine": machine,
     }
-    report["methods"] = summarize(measure(dataset, splits, config, args.epochs, _progress), n_train)
-    report["whole_run"] = None if args.no_whole_run else whole_run(args.config, overrides, _progress)
-    report["sweep"] = sweep_throughput(config, _progress) if args.sweep else None
-    out = Path(args.out)
+    if args.costs:
+        # The costs train on the whole training set: the validation split plays no part in a timing.
+        report["train_examples"] = len(dataset.train_y)
+        text, report["costs"] = measure_costs(dataset, config, args.epochs, classes, _progress)
+        out = Path(args.out or DEFAULT_COSTS_OUT)
+    else:
+        splits = data_lib.split(dataset, config.data)
+        n_train = len(splits.train[1])
+        report["train_examples"] = n_train
+        report["steps_per_execution"] = config.train.steps_per_execution
+        report["methods"] = summarize(measure(dataset, splits, config, args.epochs, _progress), n_train)
+        report["whole_run"] = None if args.no_whole_run else whole_run(args.config, overrides, _progress)
+        report["sweep"] = sweep_throughput(config, _progress) if args.sweep else None
+        text, out = format_report(report), Path(args.out or DEFAULT_OUT)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, report)
-    print(format_report(report))
+    print(text)
     print(f"results: {out}")
     return 0

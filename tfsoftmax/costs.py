@@ -191,7 +191,7 @@ def _layer_step(num_classes: int, input_dim: int, batch_size: int, seed: int) ->
 
 
 def softmax_layer_cost(
-    num_classes: Sequence[int] = (10, 100, 1000, 10_000, 100_000),
+    num_classes: Sequence[int],
     input_dim: int = 784,
     batch_size: int = DataConfig.batch_size,
     repeats: int = 10,
