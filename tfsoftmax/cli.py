@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tfsoftmax.config import Config, LoggingConfig
-from tfsoftmax.errors import CONFIG_ERROR, INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.errors import CONFIG_ERROR, INTERRUPTED, TfsoftmaxError
 from tfsoftmax.loader import load_config, require_space
 
 
@@ -65,10 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _quiet_tensorflow(args)
     from tfsoftmax import train
 
-    result = train.resume(Path(args.resume)) if args.resume else train.run(config)
+    result = (train.resume(Path(args.resume)) if args.resume else train.run(config)).raise_for_status()
     root = result.run_dir.parent.parent
-    if result.status == "diverged":
-        raise TfsoftmaxError(f"diverged: {result.divergence['reason']}; record kept in {result.run_dir}", RUNTIME_ERROR)
     epochs = len(result.history.get("loss", []))
     print(
         f"\nrun {result.status}: test accuracy {result.test['accuracy']:.4f}, test loss "

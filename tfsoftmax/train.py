@@ -34,6 +34,16 @@ class RunResult:
     model: keras.Model
     divergence: dict[str, Any] | None
 
+    def raise_for_status(self, what: str = "run") -> RunResult:
+        """The result itself if the run completed; a diverged run is an outcome with exit code 1, where
+        notebooks may keep the result and the command line may not."""
+        if self.status == "diverged":
+            raise TfsoftmaxError(
+                f"{what} diverged: {(self.divergence or {}).get('reason', '')}; record kept in {self.run_dir}",
+                RUNTIME_ERROR,
+            )
+        return self
+
 
 def seed_everything(seed: int) -> None:
     """Python, NumPy and TensorFlow seeds plus deterministic ops: same config, same numbers."""

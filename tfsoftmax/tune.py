@@ -267,11 +267,7 @@ def sweep(
             RUNTIME_ERROR,
         )
     if final:
-        run = train.run(final_config(result.best_config_path))
-        if run.status != "completed":
-            raise TfsoftmaxError(
-                f"final run diverged: {run.divergence['reason']}; record kept in {run.run_dir}", RUNTIME_ERROR
-            )
+        run = train.run(final_config(result.best_config_path)).raise_for_status("final run")
         result = dataclasses.replace(result, final=run)
     return result
 
