@@ -135,6 +135,18 @@ class SweepConfig(_Section):
     epochs: int | None = spec(None, at_least(1), "an integer >= 1; not set means train.epochs")
     # keras-tuner reads a seed of 0 as "pick one at random"; the tuner gets seed + 1 (see tune.py).
     seed: int = spec(0, lambda v: 0 <= v < 2**32 - 1, "an integer in [0, 4294967294]")
+    # Distributed sweeps: workers report after every epoch, so a lease must outlast the longest epoch.
+    lease_s: float = spec(
+        300.0,
+        positive,
+        "a finite number > 0: seconds without a report before a worker's trial is handed to another worker",
+    )
+    max_retries: int = spec(
+        2, at_least(0), "an integer >= 0: times a trial is handed on before it is recorded as failed"
+    )
+    chief_timeout_s: float = spec(
+        60.0, positive, "a finite number > 0: seconds a worker waits for an unanswering chief before it exits"
+    )
     space: tuple[SpaceEntry, ...] = ()
 
     def __post_init__(self) -> None:
