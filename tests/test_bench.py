@@ -139,6 +139,7 @@ def test_non_sgd_optimizer_is_a_config_error(write_config: Callable[..., Path], 
     assert e.value.exit_code == 2
 
 
+@pytest.mark.slow  # trains four losses and times a layer: costs.py has fast tests of its own
 def test_costs_prints_both_tables_and_writes_both_to_json(
     write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

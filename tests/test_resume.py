@@ -63,31 +63,40 @@ def _stop_after_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
     monkeypatch.setattr(checkpoint, "save", save_then_stop)
 
 
-@pytest.mark.parametrize("kind", ["keras", pytest.param("scratch", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "kind,stops",
+    [
+        ("keras", (2,)),
+        pytest.param("keras", (2, 4), marks=pytest.mark.slow),
+        pytest.param("scratch", (2, 4), marks=pytest.mark.slow),
+    ],
+)
 def test_stopped_run_resumes_to_the_uninterrupted_result(
-    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, kind: str
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, kind: str, stops: tuple[int, ...]
 ) -> None:
+    """Stopped once, or once more in the resumed run: the end result equals an uninterrupted run's."""
     config = load_config(write_config(f'[train]\nepochs = {EPOCHS}\n[model]\nkind = "{kind}"'))
     whole = train.run(override(config, {"logging.run_name": "whole"}))
-    _stop_after_epoch(monkeypatch, 2)
+    _stop_after_epoch(monkeypatch, stops[0])
     with pytest.raises(
         TfsoftmaxError,
-        match=r"^interrupted after 2 finished epoch\(s\) of .*/cut; resume "
+        match=rf"^interrupted after {stops[0]} finished epoch\(s\) of .*/cut; resume "
         r"with: tfsoftmax run --resume .*/cut$",
     ) as info:
         train.run(override(config, {"logging.run_name": "cut"}))
     assert info.value.exit_code == 130
     cut = whole.run_dir.parent / "cut"
     record = _metrics(cut)
-    assert record["status"] == "interrupted" and record["epochs_completed"] == 2
-    assert checkpoint.latest(cut)[0] == 2 and not (cut / "model.keras").exists()
+    assert record["status"] == "interrupted" and record["epochs_completed"] == stops[0]
+    assert checkpoint.latest(cut)[0] == stops[0] and not (cut / "model.keras").exists()
     monkeypatch.undo()
-    _stop_after_epoch(monkeypatch, 4)  # and once more, from the resumed run
-    with pytest.raises(TfsoftmaxError, match="interrupted after 4 finished"):
-        train.resume(cut)
-    monkeypatch.undo()
+    for stop in stops[1:]:  # and once more, from the resumed run
+        _stop_after_epoch(monkeypatch, stop)
+        with pytest.raises(TfsoftmaxError, match=f"interrupted after {stop} finished"):
+            train.resume(cut)
+        monkeypatch.undo()
     resumed = train.resume(cut)
-    assert resumed.run_dir == cut and _metrics(cut)["resumed_at_epochs"] == [2, 4]
+    assert resumed.run_dir == cut and _metrics(cut)["resumed_at_epochs"] == list(stops)
     _assert_same_result(whole.run_dir, cut)
     _assert_one_event_per_epoch(cut, EPOCHS)
 
