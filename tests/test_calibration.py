@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tfsoftmax import calibration as cal
+from tfsoftmax.files import write_json
 
 
 def _binary(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +51,7 @@ def test_ece_hand_computed() -> None:
     np.testing.assert_allclose(rel.accuracy[1:], [0.0, 0.5, 1.0])
     np.testing.assert_allclose(rel.confidence[1:], [0.4, 0.65, 0.9])
     assert np.isnan(rel.accuracy[0]) and np.isnan(rel.confidence[0])
+    assert rel.ece == pytest.approx(0.2, abs=1e-12)
 
 
 def test_ece_bins_are_closed_on_the_right() -> None:
@@ -149,12 +152,37 @@ def test_summarize_without_a_reachable_threshold() -> None:
     assert (summary.threshold_95, summary.coverage_95, summary.accuracy_95) == (None, None, None)
 
 
-def test_to_json_is_plain_json() -> None:
+def test_summarize_keeps_the_test_reliability_bins_raw_and_temperature_scaled() -> None:
+    rng = np.random.default_rng(12)
+    val, (test_logits, test_labels) = _sampled(rng, 2_000, 2.0), _sampled(rng, 2_000, 2.0)
+    summary = cal.summarize(*val, test_logits, test_labels)
+    raw = cal.reliability(cal.softmax(test_logits), test_labels)
+    scaled = cal.reliability(cal.softmax(test_logits, summary.temperature), test_labels)
+    for kept, expected in ((summary.reliability, raw), (summary.reliability_calibrated, scaled)):
+        for field in ("edges", "counts", "confidence", "accuracy"):
+            np.testing.assert_array_equal(getattr(kept, field), getattr(expected, field))
+    assert (summary.reliability.ece, summary.reliability_calibrated.ece) == (summary.ece, summary.ece_calibrated)
+
+
+def test_to_json_is_strict_json_and_what_the_record_writer_writes(tmp_path: Path) -> None:
     rng = np.random.default_rng(9)
     summary = cal.summarize(*_sampled(rng, 500, 1.0), *_sampled(rng, 500, 1.0))
-    data = json.loads(json.dumps(summary.to_json()))
+    text = json.dumps(summary.to_json(), allow_nan=False)  # strict JSON: no bare NaN
+    data = json.loads(text)
+    write_json(tmp_path / "record.json", summary.to_json())
+    assert json.loads((tmp_path / "record.json").read_text()) == data
     assert set(data["accuracy_at"]) == {"0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1"}
     assert data["temperature"] == summary.temperature and data["accuracy_at"]["0.8"] == summary.accuracy_at[0.8]
+    bins = data["reliability"]
+    assert set(bins) == {"edges", "counts", "confidence", "accuracy"} and len(bins["edges"]) == cal.BINS + 1
+    assert bins["counts"] == summary.reliability.counts.tolist() and sum(bins["counts"]) == 500
+    empty = [i for i, count in enumerate(bins["counts"]) if not count]
+    assert empty and all(bins["confidence"][i] == bins["accuracy"][i] == "NaN" for i in empty)
+    filled = summary.reliability.counts > 0
+    np.testing.assert_array_equal(
+        [float(v) for v in np.array(bins["accuracy"])[filled]], summary.reliability.accuracy[filled]
+    )
+    assert data["reliability_calibrated"]["counts"] == summary.reliability_calibrated.counts.tolist()
 
 
 def test_accuracy_coverage_falls_as_less_confident_inputs_are_added() -> None:

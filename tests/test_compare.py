@@ -23,9 +23,15 @@ LRS = (0.03, 0.1, 0.3)
 
 
 def fake_run(
-    folder: Path, lr: float, val_accuracy: list[float], status: str = "completed", test: float | None = 0.8
+    folder: Path,
+    lr: float,
+    val_accuracy: list[float],
+    status: str = "completed",
+    test: float | None = 0.8,
+    **extra: Any,
 ) -> Path:
-    """A run directory written by hand, as `train.run` leaves it: no training."""
+    """A run directory written by hand, as `train.run` leaves it: no training; `extra` are further record
+    keys (calibration, kept_epoch)."""
     folder.mkdir(parents=True)
     epochs = len(val_accuracy)
     config = override(Config(), {"train.lr": lr, "train.epochs": max(epochs, 1)})
@@ -45,9 +51,33 @@ def fake_run(
         "history": history,
         "test": None if test is None else {"loss": 0.5, "accuracy": test},
         "wall_time_s": 12.5,
+        **extra,
     }
     (folder / "metrics.json").write_text(json.dumps(record))
     return folder
+
+
+def calibration_block(ece: float, shift: float = 0.0) -> dict[str, Any]:
+    """A record's calibration block as `write_json` leaves it: four bins, the first empty ("NaN")."""
+    bins = {
+        "edges": [0.0, 0.25, 0.5, 0.75, 1.0],
+        "counts": [0, 10, 30, 60],
+        "confidence": ["NaN", 0.4, 0.65, 0.9],
+        "accuracy": ["NaN", 0.3 + shift, 0.6 + shift, 0.92],
+    }
+    return {
+        "ece": ece,
+        "ece_calibrated": ece / 2,
+        "nll": 0.5,
+        "nll_calibrated": 0.49,
+        "temperature": 0.9,
+        "accuracy_at": {f"{c / 10:g}": 1.0 - c / 100 - shift for c in range(1, 11)},
+        "threshold_95": 0.8,
+        "coverage_95": 0.6,
+        "accuracy_95": 0.95,
+        "reliability": bins,
+        "reliability_calibrated": {**bins, "confidence": ["NaN", 0.35, 0.62, 0.91]},
+    }
 
 
 def three_runs(root: Path) -> list[Path]:
@@ -147,6 +177,84 @@ def test_metric_accuracy_ranks_by_training_accuracy_and_adds_its_figure(tmp_path
     assert (tmp_path / "out" / "train_accuracy.png").read_bytes()[:8] == PNG_SIGNATURE
 
 
+def test_calibrated_runs_add_ece_coverage_and_kept_epoch_columns(tmp_path: Path) -> None:
+    older = {k: v for k, v in calibration_block(0.04).items() if not k.startswith("reliability")}
+    fake_run(tmp_path / "exp" / "a", 0.03, [0.7, 0.8, 0.75], calibration=calibration_block(0.02), kept_epoch=2)
+    fake_run(tmp_path / "exp" / "b", 0.1, [0.7, 0.8, 0.85], calibration=older)  # recorded before the bins
+    fake_run(tmp_path / "exp" / "c", 0.3, [0.7, 0.8, 0.85])  # no validation split, or recorded before calibration
+    result = compare.compare([str(tmp_path / "exp")], tmp_path / "out")
+    assert list(result.rows[0]) == [
+        "run",
+        "train.lr",
+        "epochs",
+        "kept_epoch",
+        "best_val_accuracy",
+        "final_val_accuracy",
+        "test_accuracy",
+        "test_ece",
+        "ece_calibrated",
+        "acc_at_80pct",
+        "wall_time_s",
+        "status",
+    ]
+    assert [(r["kept_epoch"], r["test_ece"], r["ece_calibrated"], r["acc_at_80pct"]) for r in result.rows] == [
+        (2, 0.02, 0.01, pytest.approx(0.92)),
+        (None, 0.04, 0.02, pytest.approx(0.92)),
+        (None, None, None, None),
+    ]
+    markdown = (tmp_path / "out" / "compare.md").read_text()
+    assert "| a | 0.03 | 3 | 2 | 0.8000 | 0.7500 | 0.8000 | 0.0200 | 0.0100 | 0.9200 | 12.5 | completed |" in markdown
+    assert "| c | 0.3 | 3 | - | 0.8500 | 0.8500 | 0.8000 | - | - | - | 12.5 | completed |" in markdown
+    rows = list(csv.DictReader((tmp_path / "out" / "compare.csv").open()))
+    assert [(r["kept_epoch"], r["test_ece"]) for r in rows] == [("2", "0.02"), ("", "0.04"), ("", "")]
+
+    # reliability: the non-empty bins of each run that kept them, raw and temperature-scaled, and the diagonal
+    reliability = result.figures["reliability"].axes[0]
+    lines = run_lines(result.figures["reliability"])
+    assert [line.get_label() for line in lines] == ["train.lr=0.03", "train.lr=0.03, temperature-scaled"]
+    assert list(lines[0].get_xdata()) == [0.4, 0.65, 0.9] and list(lines[0].get_ydata()) == [0.3, 0.6, 0.92]
+    assert list(lines[1].get_xdata()) == [0.35, 0.62, 0.91]
+    (diagonal,) = [line for line in reliability.get_lines() if line.get_gid() == "reference"]
+    assert list(diagonal.get_xdata()) == list(diagonal.get_ydata()) == [0, 1]
+    (share,) = result.figures["reliability"].axes[1].patches  # the raw bins' share of the inputs
+    assert list(share.get_data().values) == [0.0, 0.1, 0.3, 0.6]
+    # coverage: every run with a calibration block, accuracy per coverage 10..100%
+    lines = run_lines(result.figures["coverage"])
+    assert [line.get_label() for line in lines] == ["train.lr=0.03", "train.lr=0.1"]
+    assert list(lines[0].get_xdata()) == pytest.approx([c / 10 for c in range(1, 11)])
+    assert list(lines[1].get_ydata()) == pytest.approx([1.0 - c / 100 for c in range(1, 11)])
+    # the early-stopped run's kept epoch is ringed on every curve, once in the legend
+    for fig in result.figures.values():
+        rings = [line for line in fig.axes[0].get_lines() if line.get_gid() == "kept_epoch"]
+        assert len(rings) == (0 if fig in (result.figures["reliability"], result.figures["coverage"]) else 1)
+    (ring,) = [line for line in result.figures["val_accuracy"].axes[0].get_lines() if line.get_gid() == "kept_epoch"]
+    assert (list(ring.get_xdata()), list(ring.get_ydata())) == ([2], [0.8])
+    assert ring.get_label() == "epoch whose weights were kept"
+    for name in ("reliability.png", "coverage.png"):
+        assert (tmp_path / "out" / name).read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_the_block_a_run_records_is_what_compare_reads(tmp_path: Path) -> None:
+    import numpy as np
+
+    from tfsoftmax import calibration
+    from tfsoftmax.files import write_json
+
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(scale=3.0, size=(400, 10)), rng.integers(0, 10, size=400)
+    summary = calibration.summarize(logits[:200], labels[:200], logits[200:], labels[200:])
+    run = fake_run(tmp_path / "exp" / "run", 0.1, [0.8, 0.82])
+    record = json.loads((run / "metrics.json").read_text())
+    write_json(run / "metrics.json", {**record, "calibration": summary.to_json()})  # empty bins as "NaN"
+    result = compare.compare([str(run)], tmp_path / "out")
+    row = result.rows[0]
+    assert (row["test_ece"], row["ece_calibrated"]) == (summary.ece, summary.ece_calibrated)
+    assert row["acc_at_80pct"] == summary.accuracy_at[0.8] and "kept_epoch" not in row
+    filled = summary.reliability.counts > 0
+    (raw, _) = run_lines(result.figures["reliability"])
+    assert list(raw.get_ydata()) == list(summary.reliability.accuracy[filled])
+
+
 def test_bad_inputs_are_one_line_each_and_the_others_still_compared(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -190,6 +298,12 @@ def test_bad_inputs_are_one_line_each_and_the_others_still_compared(
                 )
             ),
             "history.loss: 1 values for 2 completed epochs",
+        ),
+        (
+            lambda d: (d / "metrics.json").write_text(
+                json.dumps({**json.loads((d / "metrics.json").read_text()), "calibration": {"ece": 0.1}})
+            ),
+            "calibration: expected numbers ece, ece_calibrated, accuracy_at.0.8 (KeyError('ece_calibrated'))",
         ),
         (lambda d: (d / "config.toml").write_text("[train]\nlr = -1\n"), "train.lr: got -1.0"),
         (lambda d: (d / "config.toml").unlink(), "metrics.json without config.toml"),
@@ -276,17 +390,28 @@ def test_reads_back_what_a_real_run_writes(write_config: Callable[..., Path]) ->
     assert row["best_val_accuracy"] == max(trained.history["val_accuracy"])
     assert row["test_accuracy"] == pytest.approx(trained.test["accuracy"])
     assert row["wall_time_s"] == pytest.approx(trained.wall_time_s)
-    assert [len(run_lines(fig)) for fig in result.figures.values()] == [1, 1, 1]
+    lines = {stem: len(run_lines(fig)) for stem, fig in result.figures.items()}
+    # a run with a validation split is calibrated: raw and temperature-scaled reliability, one coverage line
+    assert lines == {"train_loss": 1, "val_loss": 1, "val_accuracy": 1, "reliability": 2, "coverage": 1}
+    recorded = json.loads((trained.run_dir / "metrics.json").read_text())["calibration"]
+    assert (row["test_ece"], row["acc_at_80pct"]) == (recorded["ece"], recorded["accuracy_at"]["0.8"])
     assert list(run_lines(result.figures["train_loss"])[0].get_ydata()) == trained.history["loss"]
 
 
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+
+
 @pytest.mark.parametrize(
-    "group, key", [("d2l_lr", "train.lr"), ("d2l_batch", "data.batch_size"), ("d2l_long", "train.epochs")]
+    "group, pattern, key",
+    [
+        ("d2l_lr", "d2l_lr_*.toml", "train.lr"),
+        ("d2l_batch", "d2l_batch_*.toml", "data.batch_size"),
+        ("d2l_long", "d2l_long.toml", "train.epochs"),
+    ],
 )
-def test_d2l_exercise_experiments_differ_from_the_reference_in_one_key(group: str, key: str) -> None:
-    experiments = Path(__file__).resolve().parent.parent / "experiments"
-    reference = compare.flat_config(load_config(experiments / "fashion_mnist.toml"))
-    files = sorted(experiments.glob(f"{group}*.toml"))
+def test_d2l_exercise_experiments_differ_from_the_reference_in_one_key(group: str, pattern: str, key: str) -> None:
+    reference = compare.flat_config(load_config(EXPERIMENTS / "fashion_mnist.toml"))
+    files = sorted(EXPERIMENTS.glob(pattern))
     configs = [load_config(path) for path in files]
     assert len(files) >= (1 if group == "d2l_long" else 4)
     for path, config in zip(files, configs, strict=True):
@@ -295,3 +420,12 @@ def test_d2l_exercise_experiments_differ_from_the_reference_in_one_key(group: st
         assert config.logging.experiment == group, path  # one folder per exercise, for `compare`
         assert path.read_text().startswith("# D2L exercise"), path
     assert len({compare.flat_config(c)[key] for c in configs}) == len(files)
+
+
+def test_the_overfitting_fix_is_the_long_run_plus_early_stopping_in_the_same_folder() -> None:
+    long, fixed = (load_config(EXPERIMENTS / name) for name in ("d2l_long.toml", "d2l_long_fixed.toml"))
+    changed = {k for k, v in compare.flat_config(fixed).items() if v != compare.flat_config(long)[k]}
+    assert "train.early_stopping" in changed and changed <= {"train.early_stopping", "train.weight_decay"}
+    assert fixed.logging.experiment == long.logging.experiment == "d2l_long"  # one compare covers the pair
+    header = (EXPERIMENTS / "d2l_long_fixed.toml").read_text()
+    assert header.startswith("# D2L exercise") and "tfsoftmax compare logs/d2l_long" in header

@@ -5,20 +5,19 @@ metrics say how far the softmax confidence can be trusted and what accuracy the 
 "not sure" on its least confident inputs. Everything is NumPy in float64, so the numbers are exact and
 testable without TensorFlow. Probabilities and logits have shape (n, classes); labels are class ids (n,).
 Whatever is chosen (the temperature, the 95% threshold) is chosen on validation only: `summarize` takes
-the validation arrays to fit and the test arrays only to report.
+the validation arrays to fit and the test arrays only to report. The figures are drawn by `figures`.
 """
 
 from __future__ import annotations
 
-import io
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from tfsoftmax import figures
 
 BINS = 15  # Guo et al. (2017)'s ECE: 15 equal-width confidence bins
 COVERAGES = tuple(round(0.1 * i, 1) for i in range(1, 11))
@@ -71,6 +70,28 @@ class Reliability:
     confidence: np.ndarray
     accuracy: np.ndarray
 
+    @property
+    def ece(self) -> float:
+        """Mean |accuracy - confidence| over the bins, weighted by their share of the inputs: 0.05 means the
+        model's stated confidence is off by five points on average."""
+        filled = self.counts > 0
+        gaps = np.abs(self.accuracy[filled] - self.confidence[filled])
+        return float((self.counts[filled] * gaps).sum() / self.counts.sum())
+
+    def to_json(self) -> dict[str, list[Any]]:
+        """Plain JSON lists; an empty bin's NaN is the string "NaN", as `files.write_json` writes it, which
+        float() reads back."""
+
+        def floats(values: np.ndarray) -> list[float | str]:
+            return [float(v) if math.isfinite(v) else "NaN" for v in values]
+
+        return {
+            "edges": floats(self.edges),
+            "counts": [int(c) for c in self.counts],
+            "confidence": floats(self.confidence),
+            "accuracy": floats(self.accuracy),
+        }
+
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> Reliability:
     """Bin the inputs by the predicted class's probability, as a reliability diagram draws them."""
@@ -86,12 +107,8 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> Reli
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = BINS) -> float:
-    """Mean |accuracy - confidence| over the bins, weighted by their share of the inputs: 0.05 means the
-    model's stated confidence is off by five points on average."""
-    rel = reliability(probs, labels, bins)
-    filled = rel.counts > 0
-    gaps = np.abs(rel.accuracy[filled] - rel.confidence[filled])
-    return float((rel.counts[filled] * gaps).sum() / rel.counts.sum())
+    """ECE of `probs`: see `Reliability.ece`."""
+    return reliability(probs, labels, bins).ece
 
 
 def fit_temperature(val_logits: np.ndarray, val_labels: np.ndarray) -> float:
@@ -173,9 +190,9 @@ def _accuracy_above(probs: np.ndarray, labels: np.ndarray, threshold: float) -> 
 
 @dataclass(frozen=True)
 class Calibration:
-    """One run's calibration on test: raw and temperature-scaled ECE and NLL, the temperature, accuracy
-    per coverage, and the confidence threshold chosen on validation for 95% accuracy with the coverage and
-    accuracy it then gets on test (None where validation reaches 95% at no threshold)."""
+    """One run's calibration on test: raw and temperature-scaled ECE, NLL and reliability bins, the
+    temperature, accuracy per coverage, and the confidence threshold chosen on validation for 95% accuracy
+    with the coverage and accuracy it then gets on test (None where validation reaches 95% at no threshold)."""
 
     ece: float
     ece_calibrated: float
@@ -186,11 +203,15 @@ class Calibration:
     threshold_95: float | None
     coverage_95: float | None
     accuracy_95: float | None
+    reliability: Reliability
+    reliability_calibrated: Reliability
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values for metrics.json; coverage keys become strings such as "0.8"."""
         out = asdict(self)
         out["accuracy_at"] = {f"{k:g}": v for k, v in self.accuracy_at.items()}
+        out["reliability"] = self.reliability.to_json()
+        out["reliability_calibrated"] = self.reliability_calibrated.to_json()
         return out
 
 
@@ -206,9 +227,10 @@ def summarize(
     threshold = threshold_for_accuracy(softmax(val_logits), val_labels, TARGET)
     probs, scaled = softmax(test_logits), softmax(test_logits, temperature)
     coverage, accuracy = (None, None) if threshold is None else _accuracy_above(probs, test_labels, threshold[0])
+    raw, calibrated = reliability(probs, test_labels), reliability(scaled, test_labels)
     return Calibration(
-        ece=expected_calibration_error(probs, test_labels),
-        ece_calibrated=expected_calibration_error(scaled, test_labels),
+        ece=raw.ece,
+        ece_calibrated=calibrated.ece,
         nll=negative_log_likelihood(test_logits, test_labels),
         nll_calibrated=negative_log_likelihood(np.asarray(test_logits, dtype=np.float64) / temperature, test_labels),
         temperature=temperature,
@@ -216,99 +238,21 @@ def summarize(
         threshold_95=None if threshold is None else threshold[0],
         coverage_95=coverage,
         accuracy_95=accuracy,
+        reliability=raw,
+        reliability_calibrated=calibrated,
     )
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def _reliability_panel(ax, probs: np.ndarray, labels: np.ndarray, title: str) -> None:  # noqa: ANN001
-    rel = reliability(probs, labels)
-    filled = rel.counts > 0
-    left, width, accuracy = rel.edges[:-1][filled], np.diff(rel.edges)[filled], rel.accuracy[filled]
-    bars = ax.bar(
-        left, accuracy, width=width, align="edge", color="tab:blue", alpha=0.8, edgecolor="white", label="accuracy"
-    )
-    gaps = ax.bar(
-        left,
-        rel.confidence[filled] - accuracy,
-        bottom=accuracy,
-        width=width,
-        align="edge",
-        facecolor="none",
-        edgecolor="tab:red",
-        hatch="///",
-        linewidth=1,
-        label="gap to mean confidence",
-    )
-    share = ax.stairs(
-        rel.counts / rel.counts.sum(), rel.edges, color="tab:orange", linewidth=1.5, label="share of inputs"
-    )
-    (diagonal,) = ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-    ece = expected_calibration_error(probs, labels)
-    ax.set(
-        xlim=(0, 1),
-        ylim=(0, 1),
-        xlabel="confidence (max softmax probability)",
-        ylabel="accuracy",
-        title=f"{title}: ECE {ece:.4f}",
-        aspect="equal",
-    )
-    ax.legend(handles=[bars, gaps, diagonal, share], loc="upper left", fontsize=8)
 
 
 def reliability_figure(test_logits: np.ndarray, test_labels: np.ndarray, calibration: Calibration) -> bytes:
-    """PNG: accuracy per confidence bin against the diagonal, raw beside temperature-scaled; bars below
-    the diagonal mean the model is more confident than it is right."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 5), layout="constrained")
-    raw, scaled = fig.subplots(1, 2)
-    _reliability_panel(raw, softmax(test_logits), test_labels, "raw")
-    _reliability_panel(
-        scaled,
-        softmax(test_logits, calibration.temperature),
-        test_labels,
-        f"temperature-scaled (T = {calibration.temperature:.3f})",
-    )
-    fig.suptitle(f"Reliability on {len(test_labels)} test inputs ({BINS} bins)")
-    return _png(fig)
+    """PNG for TensorBoard: accuracy per confidence bin against the diagonal, raw beside temperature-scaled."""
+    raw = reliability(softmax(test_logits), test_labels)
+    scaled = reliability(softmax(test_logits, calibration.temperature), test_labels)
+    return figures.png(figures.reliability_bars(raw, scaled, calibration.temperature))
 
 
 def coverage_figure(test_logits: np.ndarray, test_labels: np.ndarray, calibration: Calibration) -> bytes:
-    """PNG: test accuracy on the most confident fraction of inputs, for every fraction, with the point
-    the validation-chosen 95% threshold reaches on test."""
-    from matplotlib.figure import Figure
-
+    """PNG for TensorBoard: test accuracy on the most confident fraction of inputs, for every fraction, with
+    the point the validation-chosen 95% threshold reaches on test."""
     _, correct = _ranked(softmax(test_logits), test_labels)
     kept = np.arange(1, len(correct) + 1)
-    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
-    ax = fig.subplots()
-    ax.plot(kept / len(correct), np.cumsum(correct) / kept, color="tab:blue", label="accuracy on the most confident")
-    grid = calibration.accuracy_at
-    ax.plot(list(grid), list(grid.values()), "o", color="tab:blue", markersize=4)
-    ax.axhline(TARGET, color="grey", linestyle=":", linewidth=1, label=f"target {TARGET:.0%}")
-    if calibration.threshold_95 is not None and calibration.accuracy_95 is not None:
-        ax.plot(
-            calibration.coverage_95,
-            calibration.accuracy_95,
-            "*",
-            color="tab:red",
-            markersize=14,
-            label=f"confidence >= {calibration.threshold_95:.3f}: {calibration.accuracy_95:.1%} "
-            f"on {calibration.coverage_95:.1%}",
-        )
-    low = min(grid.values())
-    ax.set(
-        xlim=(0, 1.01),
-        ylim=(max(0.0, min(low, TARGET) - 0.05), 1.005),
-        xlabel="coverage (fraction of test inputs answered)",
-        ylabel="accuracy",
-        title="Selective prediction: abstain on the least confident",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
-    return _png(fig)
+    return figures.png(figures.coverage_curve(kept / len(correct), np.cumsum(correct) / kept, calibration, TARGET))

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 DEFAULT_METRIC = "val_accuracy"
 RUN_HINT = f"a run directory has {rundir.RECORD} and {rundir.CONFIG}"
+CALIBRATION_COLUMNS = ("test_ece", "ece_calibrated", "acc_at_80pct")  # for runs with a calibration block
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class Run:
     history: dict[str, list[float]]
     test_accuracy: float | None
     wall_time_s: float | None
+    calibration: dict[str, Any] | None  # the record's block as written; None: no validation split, or older
+    calibration_columns: dict[str, float | None]
+    kept_epoch: int | None
 
 
 @dataclass
@@ -101,6 +105,18 @@ def shown(path: Path) -> str:
     return str(path) if relative.split(os.sep)[0] == ".." else relative
 
 
+def _calibration_columns(block: dict[str, Any] | None, path: Path) -> dict[str, float | None]:
+    """The table's calibration columns from a record's block, as `calibration.Calibration.to_json` writes it;
+    None each for a run without one."""
+    if block is None:
+        return dict.fromkeys(CALIBRATION_COLUMNS)
+    try:
+        values = block["ece"], block["ece_calibrated"], block["accuracy_at"]["0.8"]
+        return dict(zip(CALIBRATION_COLUMNS, map(float, values), strict=True))
+    except (KeyError, TypeError, ValueError) as e:
+        raise _broken(path, f"calibration: expected numbers ece, ece_calibrated, accuracy_at.0.8 ({e!r})") from None
+
+
 def read_run(run_dir: Path) -> Run:
     """Read one run's config and record; a missing, broken or half-written file raises, naming it."""
     record = rundir.read_record(run_dir)
@@ -110,14 +126,11 @@ def read_run(run_dir: Path) -> Run:
         raise _broken(run_dir, f"{rundir.RECORD} without {rundir.CONFIG}")
     config = rundir.read_config(run_dir)
     epochs, history, test = record["epochs_completed"], record["history"], record["test"]
-    curves: dict[str, list[float]] = {}
-    for key in figures.TITLES:
-        if key.startswith("val_") and key not in history:
-            curves[key] = []  # trained with no validation split: no curve, never a test curve in its place
-        elif key in history or not epochs:
-            curves[key] = history.get(key, [])
-        else:
-            raise _broken(run_dir / rundir.RECORD, f"history.{key}: 0 values for {epochs} completed epochs")
+    missing = [key for key in figures.TITLES if key not in history and epochs and not key.startswith("val_")]
+    if missing:
+        raise _broken(run_dir / rundir.RECORD, f"history.{missing[0]}: 0 values for {epochs} completed epochs")
+    # Trained with no validation split: no validation curve, never a test curve in its place.
+    curves = {key: history.get(key, []) for key in figures.TITLES}
     return Run(
         path=run_dir,
         name=run_dir.name,
@@ -127,6 +140,9 @@ def read_run(run_dir: Path) -> Run:
         history=curves,
         test_accuracy=None if test is None else test["accuracy"],
         wall_time_s=record["wall_time_s"],
+        calibration=record.get("calibration"),
+        calibration_columns=_calibration_columns(record.get("calibration"), run_dir / rundir.RECORD),
+        kept_epoch=record.get("kept_epoch"),
     )
 
 
@@ -142,21 +158,10 @@ def differing_keys(runs: Sequence[Run]) -> list[str]:
     return [key for key in flat[0] if len({f[key] for f in flat}) > 1]
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def label(run: Run, keys: Sequence[str]) -> str:
-    """A legend entry: what differs, else the run's name; and the status if it did not complete."""
-    flat = flat_config(run.config)
-    text = ", ".join(f"{key}={_fmt(flat[key])}" for key in keys) or run.name
-    return text if run.status == "completed" else f"{text} ({run.status})"
-
-
 def table_rows(runs: Sequence[Run], keys: Sequence[str], metric: str) -> list[dict[str, Any]]:
     """One dict per run, raw values (None where the run has none), keyed by the CSV column names."""
+    kept = any(run.kept_epoch is not None for run in runs)
+    calibrated = any(run.calibration is not None for run in runs)
     rows = []
     for run in runs:
         values = run.history[metric]
@@ -167,9 +172,11 @@ def table_rows(runs: Sequence[Run], keys: Sequence[str], metric: str) -> list[di
                 "run": run.name,
                 **{key: flat[key] for key in keys},
                 "epochs": run.epochs,
+                **({"kept_epoch": run.kept_epoch} if kept else {}),
                 f"best_{metric}": None if best is None else values[best],
                 f"final_{metric}": values[-1] if values else None,
                 "test_accuracy": run.test_accuracy,
+                **(run.calibration_columns if calibrated else {}),
                 "wall_time_s": run.wall_time_s,
                 "status": run.status,
             }
@@ -182,9 +189,9 @@ def _cell(column: str, value: Any) -> str:
         return "-"
     if column == "wall_time_s":
         return f"{value:.1f}"
-    if column.endswith(("accuracy", "loss")):
+    if column.endswith(("accuracy", "loss")) or column in CALIBRATION_COLUMNS:
         return f"{value:.4f}"
-    return _fmt(value)
+    return figures.value_text(value)
 
 
 def _cells(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -214,7 +221,8 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def compare(inputs: Sequence[str], out: str | Path | None = None, metric: str = DEFAULT_METRIC) -> Comparison:
-    """Compare the runs under `inputs` and write compare.md, compare.csv and one PNG per curve.
+    """Compare the runs under `inputs` and write compare.md, compare.csv and one PNG per curve (with
+    reliability.png and coverage.png where runs were calibrated).
 
     Args:
         inputs: run directories, experiment or sweep folders holding them, or glob patterns.
@@ -254,7 +262,7 @@ def compare(inputs: Sequence[str], out: str | Path | None = None, metric: str = 
         raise TfsoftmaxError(f"compare: --out {out}: cannot create the folder: {e.strerror}", RUNTIME_ERROR) from None
     write_text(out / "compare.md", to_markdown(rows))
     write_text(out / "compare.csv", to_csv(rows))
-    drawn = figures.draw(runs, [label(run, keys) for run in runs], metric)
+    drawn = figures.draw(runs, keys, metric)
     figures.save(drawn, out)
     return Comparison(runs=runs, keys=keys, rows=rows, figures=drawn, out=out, skipped=skipped)
 
@@ -285,10 +293,7 @@ def command(args: argparse.Namespace) -> int:
     """`tfsoftmax compare`: print the table and say where the files went."""
     result = compare(args.runs, args.out, args.metric)
     files = ["compare.md", "compare.csv", *(f"{stem}.png" for stem in result.figures)]
+    skipped = f", {len(result.skipped)} path(s) skipped" if result.skipped else ""
     print(format_table(result.rows))
-    print(
-        f"\n{len(result.runs)} run(s) compared"
-        + (f", {len(result.skipped)} path(s) skipped" if result.skipped else "")
-        + f"; wrote {', '.join(files)} in {shown(result.out)}"
-    )
+    print(f"\n{len(result.runs)} run(s) compared{skipped}; wrote {', '.join(files)} in {shown(result.out)}")
     return 0
