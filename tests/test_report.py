@@ -24,6 +24,8 @@ CALIBRATION_KEYS = {
     "threshold_95",
     "coverage_95",
     "accuracy_95",
+    "reliability",
+    "reliability_calibrated",
 }
 
 
