@@ -244,3 +244,44 @@ def test_experiment_named_after_file_starts_with_a_letter_or_digit(tmp_path: Pat
         load_config(tmp_path / "实验.toml")
     (tmp_path / "实验.toml").write_text('[logging]\nexperiment = "shiyan"\n')
     assert load_config(tmp_path / "实验.toml").logging.experiment == "shiyan"
+
+
+def test_a_sweep_whose_trials_could_draw_an_invalid_config_is_refused_before_it_starts(tmp_path: Path) -> None:
+    from tfsoftmax.loader import require_space
+
+    config = load_config(
+        _write(
+            tmp_path, '[train]\noptimizer = "adam"\n[sweep.space]\n"model.kind" = { values = ["keras", "scratch"] }\n'
+        )
+    )
+    with pytest.raises(
+        TfsoftmaxError,
+        match=r'exp.toml: \[sweep.space\]: a trial drawing model.kind = "scratch" '
+        r"would be an invalid config: model.kind \"scratch\" trains",
+    ) as info:
+        require_space(config, str(tmp_path / "exp.toml"))
+    assert info.value.exit_code == 2
+    together = load_config(
+        _write(
+            tmp_path,
+            '[sweep.space]\n"model.kind" = { values = ["keras", "scratch"] }\n'
+            '"model.loss" = { values = ["stable", "naive"] }\n',
+        )
+    )
+    with pytest.raises(TfsoftmaxError, match=r'drawing model.kind = "keras", model.loss = "naive"'):
+        require_space(together, "exp.toml")
+
+
+def test_hyperband_sets_the_epochs_itself(tmp_path: Path) -> None:
+    with pytest.raises(TfsoftmaxError, match=r'sweep.space."train.epochs": Hyperband sets each round\'s epochs'):
+        load_config(
+            _write(tmp_path, '[sweep]\nalgorithm = "hyperband"\n[sweep.space]\n"train.epochs" = { values = [2, 4] }\n')
+        )
+
+
+def test_a_config_saved_before_not_set_was_none_still_loads(tmp_path: Path) -> None:
+    old = load_config(
+        _write(tmp_path, '[data]\ndata_dir = ""\nmanual_dir = ""\n[logging]\nrun_name = ""\n[sweep]\nepochs = 0\n')
+    )
+    assert (old.data.data_dir, old.data.manual_dir, old.logging.run_name, old.sweep.epochs) == (None, None, None, None)
+    assert old.trial_epochs == old.train.epochs

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tfsoftmax import data
-from tfsoftmax.config import DataConfig
+from tfsoftmax.config import MANUAL_DIR_ENV, DataConfig
 from tfsoftmax.errors import TfsoftmaxError
 
 from conftest import MOCK_EXAMPLES, SHARED_FASHION, TINY_TEST, TINY_TRAIN, mock_prepared
@@ -137,7 +137,7 @@ def test_dataset_without_image_label_is_refused(tmp_path: Path) -> None:
 
 
 def test_unprepared_without_manual_dir_says_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(data.MANUAL_DIR_ENV, raising=False)
+    monkeypatch.delenv(MANUAL_DIR_ENV, raising=False)
     with pytest.raises(TfsoftmaxError, match=r"set data.manual_dir or \$TFSOFTMAX_MANUAL_DIR") as info:
         data.load_dataset(DataConfig(data_dir=str(tmp_path)))
     assert info.value.exit_code == 1
@@ -146,7 +146,7 @@ def test_unprepared_without_manual_dir_says_how_to_fix(tmp_path: Path, monkeypat
 def test_unprepared_dataset_names_its_original_files_and_how_to_prepare_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(data.MANUAL_DIR_ENV, raising=False)
+    monkeypatch.delenv(MANUAL_DIR_ENV, raising=False)
     with pytest.raises(TfsoftmaxError) as info:
         data.load_dataset(DataConfig(dataset="cifar10", data_dir=str(tmp_path)))
     message = str(info.value)

@@ -120,7 +120,7 @@ def test_a_sweep_opens_weight_decay_and_early_stopping(write_config: Callable[..
     config = load_config(
         write_config(
             "[train]\nepochs = 4\n[sweep]\nmax_trials = 3\n[sweep.space]\n"
-            '"train.weight_decay" = { values = [0.0, 0.01, 0.1] }\n"train.early_stopping" = { values = [0, 1] }'
+            '"train.weight_decay" = { values = [0.0, 0.01, 0.1] }\n"train.early_stopping" = { values = [1, 2] }'
         )
     )
     result = tune.search(config)
@@ -132,3 +132,8 @@ def test_a_sweep_opens_weight_decay_and_early_stopping(write_config: Callable[..
             row.values["train.weight_decay"],
             row.values["train.early_stopping"],
         )
+        assert row.kept_epoch == _record(run_dir)["kept_epoch"]
+    # The best trial kept an early epoch: best.toml trains exactly to it, with nothing left to watch.
+    best = load_config(result.best_config_path)
+    assert (best.train.epochs, best.train.early_stopping) == (result.rows[0].kept_epoch, 0)
+    assert best.train.epochs < 4

@@ -91,12 +91,18 @@ def coerce(value: Any, kind: type) -> tuple[bool, Any]:
     return isinstance(value, kind), value
 
 
+def _legacy_unset(value: Any, kind: type, check: Check | None) -> bool:
+    """Older run directories wrote an unset number as 0 where 0 is not allowed (`sweep.epochs = 0`)."""
+    return kind is int and type(value) is int and value == 0 and check is not None and not check(0)
+
+
 def check_field(cls: type, section: str, name: str, value: Any, source: str) -> Any:
     """Type-check and range-check `section.name`'s value; return it coerced to the field's type. An unset
     field (None, or "" for text, as older run directories wrote it) stays None."""
     spec_ = {f.name: f for f in dataclasses.fields(cls)}[name]
     kind, optional = kind_of(cls, name)
-    if optional and (value is None or value == ""):
+    check = spec_.metadata["check"]
+    if optional and (value is None or value == "" or _legacy_unset(value, kind, check)):
         return None
     ok, value = coerce(value, kind)
     allowed = spec_.metadata["allowed"] or TYPE_NAMES[kind]
@@ -114,7 +120,6 @@ def check_field(cls: type, section: str, name: str, value: Any, source: str) -> 
             f"{section}.{name}: got {tomlio.value(value)}, which is not Unicode text (undecodable "
             f"bytes in a --set?); allowed: {allowed}",
         )
-    check = spec_.metadata["check"]
     if check is not None and not check(value):
         raise fail(source, f"{section}.{name}: got {tomlio.value(value)}; allowed: {allowed}")
     return value

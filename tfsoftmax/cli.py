@@ -14,6 +14,7 @@ from pathlib import Path
 from tfsoftmax.config import Config, LoggingConfig
 from tfsoftmax.errors import CONFIG_ERROR, INTERRUPTED, TfsoftmaxError
 from tfsoftmax.loader import load_config, require_space
+from tfsoftmax.tomlio import printable
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -265,7 +266,7 @@ def main(argv: Sequence[str] | None = None, terminal: bool = False) -> int:
     try:
         return args.func(args)
     except TfsoftmaxError as e:
-        print(f"tfsoftmax: error: {e}", file=sys.stderr)
+        print(f"tfsoftmax: error: {printable(str(e))}", file=sys.stderr)  # one line, whatever it quotes
         return e.exit_code
     except KeyboardInterrupt:  # between epochs or trials: everything finished so far is already on disk
         print("tfsoftmax: error: interrupted; run the same command again to resume", file=sys.stderr)

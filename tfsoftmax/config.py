@@ -177,6 +177,12 @@ class Config:
                 "split to watch (data.validation_fraction = 0); allowed: 0, or a "
                 "data.validation_fraction in (0, 1)",
             )
+        if self.sweep.algorithm == "hyperband" and any(e.key == "train.epochs" for e in self.sweep.space):
+            raise fail(
+                source,
+                'sweep.space."train.epochs": Hyperband sets each round\'s epochs itself (up to sweep.epochs); '
+                "allowed: another algorithm, or sweep.epochs instead of opening train.epochs",
+            )
         if self.model.kind == "keras" and self.model.loss != "stable":
             raise fail(
                 source,

@@ -7,9 +7,7 @@ images are never decoded or copied through a shuffle buffer again.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +15,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tfsoftmax.config import DataConfig
+from tfsoftmax.checks import suggest
+from tfsoftmax.config import MANUAL_DIR_ENV, DataConfig
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import atomic_write, locked
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-MANUAL_DIR_ENV = "TFSOFTMAX_MANUAL_DIR"
 CACHE_NAME = "tfsoftmax-arrays.npz"
 EVAL_BATCH = 2048  # evaluation has no gradient: big batches cost little and mean few steps.
 
@@ -61,19 +59,14 @@ class Splits:
     test: tuple[np.ndarray, np.ndarray]
 
 
-_LOADED: dict[tuple[str, str, str], Dataset] = {}
+_LOADED: dict[tuple[str, str | None, str | None], Dataset] = {}
 _TENSORS: dict[int, tuple[np.ndarray, tf.Tensor]] = {}
 _TENSORS_KEPT = 8  # train, validation and test images and labels of the split in use, with room to spare
 
 
-def manual_dir(cfg: DataConfig) -> str:
-    """The manual download directory: the config's, else the environment's, else none."""
-    return cfg.manual_dir or os.environ.get(MANUAL_DIR_ENV, "")
-
-
 def load_dataset(cfg: DataConfig) -> Dataset:
     """The decoded dataset, prepared from the manual directory if needed; loaded once per process."""
-    key = (cfg.dataset, cfg.data_dir, manual_dir(cfg))
+    key = (cfg.dataset, cfg.data_dir, cfg.manual_folder)
     if key not in _LOADED:
         _LOADED[key] = _load(cfg)
     return _LOADED[key]
@@ -111,10 +104,9 @@ def _builder(cfg: DataConfig):  # noqa: ANN202 (a tfds builder; typing it would 
     import tensorflow_datasets as tfds
 
     try:
-        builder = tfds.builder(cfg.dataset, data_dir=cfg.data_dir or None)
+        builder = tfds.builder(cfg.dataset, data_dir=cfg.data_dir)
     except tfds.core.registered.DatasetNotFoundError:
-        close = difflib.get_close_matches(cfg.dataset.split(":")[0], tfds.list_builders(), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        hint = suggest(cfg.dataset.split(":")[0], tfds.list_builders())
         raise TfsoftmaxError(
             f"data.dataset: unknown TFDS dataset '{cfg.dataset}'{hint}; allowed: a TFDS "
             "image-classification dataset with 'image' and 'label' features",
@@ -133,7 +125,7 @@ def _builder(cfg: DataConfig):  # noqa: ANN202 (a tfds builder; typing it would 
     return builder
 
 
-def _prepare(builder, folder: str, dataset: str) -> None:  # noqa: ANN001
+def _prepare(builder, folder: str | None, dataset: str) -> None:  # noqa: ANN001
     import tensorflow_datasets as tfds
 
     if builder.is_prepared():
@@ -187,7 +179,7 @@ def _load(cfg: DataConfig) -> Dataset:
     cache = Path(builder.data_dir) / CACHE_NAME
     with locked(Path(builder.data_dir).parent / f".{builder.info.version}.tfsoftmax.lock"):
         if not cache.is_file():
-            _prepare(builder, manual_dir(cfg), cfg.dataset)
+            _prepare(builder, cfg.manual_folder, cfg.dataset)
             arrays = _decode(builder)
             atomic_write(cache, lambda f: np.savez(f, **arrays))
     try:

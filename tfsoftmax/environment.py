@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from tfsoftmax.data import Dataset
 
 
-def capture(dataset: Dataset, manual_dir: str) -> dict[str, Any]:
+def capture(dataset: Dataset, manual_dir: str | None) -> dict[str, Any]:
     """This process's versions, its keras-tuner worker id (empty outside a distributed sweep) and the
     dataset's identity: name, version, checksum, where it was prepared from and its sizes."""
     import keras

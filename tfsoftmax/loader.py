@@ -13,6 +13,7 @@ from typing import Any
 from tfsoftmax import tomlio
 from tfsoftmax.checks import fail, from_source, suggest
 from tfsoftmax.config import SECTIONS, Config
+from tfsoftmax.errors import TfsoftmaxError
 from tfsoftmax.space import parse_entry, parse_space
 
 
@@ -157,3 +158,32 @@ def require_space(config: Config, source: str) -> None:
             "test split; allowed in a sweep: a number in (0, 1), e.g. 0.1 (--final then "
             "retrains the best on train+validation)",
         )
+    _every_trial_is_a_config(config, source)
+
+
+COMBINED = ("model.kind", "model.loss", "train.optimizer")
+"""Keys whose values must agree with each other (Config's cross-section rules)."""
+
+
+def _every_trial_is_a_config(config: Config, source: str) -> None:
+    """Each value a trial can draw makes a valid Config, in every combination of the keys that must agree,
+    so a bad space stops the sweep before its first trial rather than at the trial that draws it."""
+    import itertools
+
+    choices = [(e.key, e.values or (e.min, e.max)) for e in config.sweep.space]
+    combined = [(k, v) for k, v in choices if k in COMBINED]
+    alone = [(k, v) for k, v in choices if k not in COMBINED]
+    cases = [
+        dict(zip([k for k, _ in combined], draw, strict=True)) for draw in itertools.product(*[v for _, v in combined])
+    ]
+    cases += [{key: value} for key, values in alone for value in values]
+    for case in cases:
+        try:
+            override(config, case)
+        except TfsoftmaxError as e:
+            drawn = ", ".join(f"{k} = {tomlio.value(v)}" for k, v in case.items())
+            raise fail(
+                source,
+                f"[sweep.space]: a trial drawing {drawn} would be an invalid config: "
+                f"{str(e).removeprefix('override: ')}",
+            ) from None

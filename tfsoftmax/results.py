@@ -41,6 +41,7 @@ class TrialRow:
     best_epoch: int | None
     reason: str
     execution_scores: tuple[float, ...] = ()
+    kept_epoch: int | None = None  # with early stopping: the epoch whose weights the first execution kept
 
     @property
     def spread(self) -> float | None:
@@ -65,10 +66,16 @@ def _execution_scores(executions: list[Path], objective: Any) -> tuple[float, ..
     """Each execution's best epoch by the objective, as keras-tuner averages them into the trial's score."""
     scores = []
     for run_dir in executions:
-        values = ((rundir.read_record(run_dir) or {}).get("history") or {}).get(objective.name) or []
-        if values:
-            scores.append(max(values) if objective.direction == "max" else min(values))
+        history = (rundir.read_record(run_dir) or {"history": {}})["history"]
+        best = rundir.best_epoch(history, objective.name)
+        if best is not None:
+            scores.append(history[objective.name][best])
     return tuple(scores)
+
+
+def _kept_epoch(executions: list[Path]) -> int | None:
+    record = rundir.read_record(executions[0]) if executions else None
+    return None if record is None else record.get("kept_epoch")
 
 
 def rank(oracle: Any, folder: Path) -> list[TrialRow]:
@@ -89,6 +96,7 @@ def rank(oracle: Any, folder: Path) -> list[TrialRow]:
                 best_epoch=None if trial.best_step is None else int(trial.best_step) + 1,
                 reason=reason,
                 execution_scores=_execution_scores(executions, objective) if score is not None else (),
+                kept_epoch=_kept_epoch(executions) if score is not None else None,
             )
         )
     sign = -1.0 if objective.direction == "max" else 1.0
@@ -164,14 +172,14 @@ def write_results(config: Config, rows: list[TrialRow], folder: Path) -> Path | 
 
 def best_trial_config(config: Config, best: TrialRow) -> Config:
     """The best trial's full config as a plain experiment: its values, all the epochs it trained (not cut at
-    its best epoch), no sweep. A trial with early stopping kept its best epoch's weights: the config trains
-    that many epochs with no early stopping, so `--final`, which has no validation split to watch, trains
-    to the same epoch."""
+    its best epoch), no sweep. A trial with early stopping kept its best epoch's weights (by validation
+    accuracy, whatever the objective): the config trains to that epoch with no early stopping, so
+    `--final`, which has no validation split to watch, trains to the same epoch."""
     chosen = config_for(config, best.values)
     epochs = chosen.train.epochs if "train.epochs" in best.values else config.trial_epochs
     stopping = chosen.train.early_stopping
-    if stopping and best.best_epoch is not None:
-        epochs, stopping = best.best_epoch, 0
+    if stopping and best.kept_epoch is not None:
+        epochs, stopping = best.kept_epoch, 0
     return dataclasses.replace(
         chosen,
         train=dataclasses.replace(chosen.train, epochs=epochs, early_stopping=stopping),

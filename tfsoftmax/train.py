@@ -71,7 +71,7 @@ def epoch_stats(n_train: int, board_dir: Path | None = None) -> EpochStats:
 def write_run_files(run_dir: Path, config: Config, dataset: data_lib.Dataset, resume_with: str) -> None:
     """The exact config (re-runnable as is) and the environment, before training starts."""
     rundir.write_config(run_dir, config, resume_with)
-    rundir.write_environment(run_dir, environment.capture(dataset, data_lib.manual_dir(config.data)))
+    rundir.write_environment(run_dir, environment.capture(dataset, config.data.manual_folder))
 
 
 def fit(
