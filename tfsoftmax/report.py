@@ -26,16 +26,15 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _figure(rows: int, cols: int, cell: float = 1.6):  # noqa: ANN202
-    import matplotlib
+def _figure(rows: int, cols: int, cell: float = 1.6) -> tuple[Figure, Any]:
+    """A grid of axes on matplotlib's `Figure` itself, not pyplot: a notebook's backend is left alone."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display on servers and in CI
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell, rows * (cell + 0.3)), squeeze=False)
+    fig = Figure(figsize=(cols * cell, rows * (cell + 0.3)))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    return plt, fig, axes
+    return fig, axes
 
 
 def _show(ax, image: np.ndarray) -> None:  # noqa: ANN001
@@ -50,19 +49,18 @@ def prediction_grid(
 ) -> bytes:
     """D2L's `predict_ch3`: test images titled true / predicted, wrong ones in red."""
     cols = min(6, len(images))
-    plt, fig, axes = _figure(-(-len(images) // cols), cols)
+    fig, axes = _figure(-(-len(images) // cols), cols)
     span = max(float(images.max()), 1e-12)
     for ax, image, true, pred in zip(axes.flat, images, labels, predictions, strict=False):
         _show(ax, image / span)
         ax.set_title(f"{class_names[true]}\n{class_names[pred]}", fontsize=7, color="black" if true == pred else "red")
     data = _png(fig)
-    plt.close(fig)
     return data
 
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> bytes:
     """The test set's confusion matrix with counts; rows are true classes."""
-    plt, fig, axes = _figure(1, 1, cell=6.0)
+    fig, axes = _figure(1, 1, cell=6.0)
     ax = axes[0, 0]
     ax.axis("on")
     ax.imshow(matrix, cmap="Blues")
@@ -78,7 +76,6 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> bytes:
                 j, i, str(count), ha="center", va="center", fontsize=6, color="white" if count > threshold else "black"
             )
     data = _png(fig)
-    plt.close(fig)
     return data
 
 
@@ -93,7 +90,7 @@ def weight_templates(kernel: np.ndarray, image_shape: tuple[int, ...], class_nam
     """Each class's weights as an image: for a linear model, exactly what it has learned to look for.
     Grayscale inputs use a diverging colour map; RGB inputs are drawn in their own colours."""
     cols = min(5, len(class_names))
-    plt, fig, axes = _figure(-(-len(class_names) // cols), cols)
+    fig, axes = _figure(-(-len(class_names) // cols), cols)
     templates = kernel.reshape(*image_shape, len(class_names))
     for k, (ax, name) in enumerate(zip(axes.flat, class_names, strict=False)):
         t = templates[..., k]
@@ -104,7 +101,6 @@ def weight_templates(kernel: np.ndarray, image_shape: tuple[int, ...], class_nam
             ax.imshow(colour_template(t))
         ax.set_title(name, fontsize=7)
     data = _png(fig)
-    plt.close(fig)
     return data
 
 
