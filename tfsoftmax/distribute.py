@@ -1,9 +1,8 @@
 """Scale-out on keras-tuner's own distributed mode: one chief oracle and N workers on this machine.
 
-keras-tuner takes each process's role from the environment. Two of its behaviours shape this launcher: a
-chief waits forever for a worker that died mid-trial, and workers wait up to an hour per call for a chief
-that died. So the launcher watches every process and stops them all as soon as one fails, on Ctrl-C, or
-when the chief is done.
+keras-tuner takes each process's role from the environment. The chief hands a dead worker's trial on
+(`lease`), so the launcher starts a dead worker again with its id, which gets its trial back at once;
+it stops them all when the chief fails or is done, on Ctrl-C, or on a worker's config error.
 """
 
 from __future__ import annotations
@@ -65,14 +64,21 @@ def _stop(processes: Sequence[subprocess.Popen], grace_s: float = 10.0) -> None:
             p.wait()
 
 
-def launch(sweep_args: Sequence[str], workers: int) -> list[str]:
-    """Run a chief and `workers` workers of `tfsoftmax sweep <sweep_args>` until the chief is done.
+def _ended(code: int) -> str:
+    return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"stopped with exit code {code}"
+
+
+def launch(sweep_args: Sequence[str], workers: int, restarts: int) -> list[str]:
+    """Run a chief and `workers` workers of `tfsoftmax sweep <sweep_args>` until the chief is done. A worker
+    that dies is started again with its id, up to `restarts` times each, and continues its trial from the
+    last finished epoch (the chief hands it back); past that the others go on without it.
 
     Returns:
         The tuner ids of the workers that ran.
 
     Raises:
-        TfsoftmaxError: a process failed or died (all others are stopped), or Ctrl-C.
+        TfsoftmaxError: the chief failed or died, a worker met a config error, every worker is gone (all
+        others are stopped), or Ctrl-C.
     """
     port = free_port()
     oracle = f"127.0.0.1:{port}"
@@ -84,29 +90,39 @@ def launch(sweep_args: Sequence[str], workers: int) -> list[str]:
         return subprocess.Popen([*command, "--role", role], env=env, start_new_session=True)
 
     chief = start("chief", "chief")
-    names = {chief.pid: "chief"}
-    pool = [chief]
-    for i in range(workers):
-        p = start("worker", f"worker{i}")
-        names[p.pid] = f"worker{i}"
-        pool.append(p)
+    live = {f"worker{i}": start("worker", f"worker{i}") for i in range(workers)}
+    pool, restarted = [chief, *live.values()], dict.fromkeys(live, 0)
     try:
         while chief.poll() is None:
-            for p in pool[1:]:
+            for name, p in list(live.items()):
                 code = p.poll()
-                if code is not None and code != 0:
+                if code is None:
+                    continue
+                del live[name]
+                if code in (CONFIG_ERROR, INTERRUPTED) or (code and restarted[name] >= restarts and not live):
                     _stop(pool)
                     raise TfsoftmaxError(
-                        f"sweep: {names[p.pid]} stopped with exit code {code}; stopped the "
-                        "others; run the same command again to resume",
+                        f"sweep: {name} {_ended(code)}; stopped the others; run the same command again to resume",
                         RUNTIME_ERROR,
                     )
+                if code and restarted[name] < restarts:
+                    restarted[name] += 1
+                    print(
+                        f"sweep: {name} {_ended(code)}; started it again ({restarted[name]} of {restarts}, "
+                        "sweep.max_retries): its trial continues from its last finished epoch",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    live[name] = start("worker", name)
+                    pool.append(live[name])
+                elif code:
+                    print(f"sweep: {name} {_ended(code)}; the other workers go on", file=sys.stderr, flush=True)
             time.sleep(0.5)
         if chief.returncode != 0:
             _stop(pool)
             raise TfsoftmaxError(
-                f"sweep: the chief stopped with exit code {chief.returncode}; stopped the "
-                "workers; run the same command again to resume",
+                f"sweep: the chief {_ended(chief.returncode)}; stopped the workers; "
+                "run the same command again to resume",
                 RUNTIME_ERROR,
             )
         deadline = time.monotonic() + WORKER_GRACE_S
@@ -118,4 +134,4 @@ def launch(sweep_args: Sequence[str], workers: int) -> list[str]:
         raise TfsoftmaxError(
             "sweep interrupted; all processes stopped; run the same command again to resume", INTERRUPTED
         ) from None
-    return [names[p.pid] for p in pool[1:]]
+    return list(restarted)

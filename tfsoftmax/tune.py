@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import keras_tuner
 
-from tfsoftmax import checkpoint, distribute, estimate, hparams, kt_private, results, rundir, train
+from tfsoftmax import checkpoint, distribute, estimate, fingerprint, hparams, kt_private, results, rundir, train
 from tfsoftmax import data as data_lib
 from tfsoftmax.config import Config, to_toml
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import locked, write_text
 from tfsoftmax.hypermodel import HyperModel
+from tfsoftmax.lease import Leases
 from tfsoftmax.loader import load_config, override, require_space
 from tfsoftmax.progress import SweepProgress
 from tfsoftmax.results import TrialRow
@@ -55,6 +56,22 @@ class SweepTunerMixin:
         self.sweep_config, self.stop = config, stop
         self.progress = SweepProgress(estimate.count_trials(config), config.sweep.objective)
         super().__init__(**kwargs)
+        if kt_private.has_chief_oracle() and not kt_private.is_chief_oracle():
+            kt_private.use_leased_client(self, config.sweep.chief_timeout_s)
+
+    def search(self, *args: Any, **kwargs: Any) -> None:
+        if not kt_private.is_chief_oracle():
+            return super().search(*args, **kwargs)
+        self.oracle.verbose = kwargs.get("verbose", 1)
+        self.save()
+        # keras-tuner's chief waits forever for a dead worker's trial; this one hands it on.
+        kt_private.serve(self.oracle, Leases.of(self.sweep_config.sweep), lambda: self.stop.requested)
+        return None
+
+    def on_epoch_end(self, trial: Any, model: Any, epoch: int, logs: dict | None = None) -> None:
+        if isinstance(self.oracle, kt_private.LeasedClient):  # the chief's sign that this worker is alive
+            self.oracle.report(trial.trial_id, epoch)
+        super().on_epoch_end(trial, model, epoch, logs)
 
     def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -77,7 +94,11 @@ class SweepTunerMixin:
         super().on_trial_begin(trial)
 
     def on_trial_end(self, trial: Any) -> None:
-        super().on_trial_end(trial)
+        try:
+            super().on_trial_end(trial)
+        except kt_private.LeaseLost as e:  # another worker continues it; this one asks for the next
+            print(f"sweep worker: {e}; asking for another trial", flush=True)
+            return
         local = not kt_private.has_chief_oracle()
         # A worker's copy of the trial has no score: the chief's oracle computed it.
         self.progress.report(trial if local else self.oracle.get_trial(trial.trial_id), self.oracle, local)
@@ -151,14 +172,15 @@ class SweepResult:
 
 
 @contextlib.contextmanager
-def exclusive(config: Config) -> Iterator[None]:
-    """Keep a second sweep of the same experiment out while this one runs: two would share keras-tuner's
-    oracle and trial folders. The lock sits beside the sweep folder, which `--overwrite` deletes."""
+def exclusive(config: Config, side: str = "sweep") -> Iterator[None]:
+    """Keep a second sweep of the same experiment out while this one runs (two would share keras-tuner's
+    oracle and trial folders), or, for `side` "chief", a second chief. The lock sits beside the sweep
+    folder, which `--overwrite` deletes."""
     folder = sweep_dir(config)
-    with locked(folder.parent / f".{folder.name}.sweep.lock", blocking=False) as mine:
+    with locked(folder.parent / f".{folder.name}.{side}.lock", blocking=False) as mine:
         if not mine:
             raise TfsoftmaxError(
-                f"sweep: {folder} is in use by another sweep process; wait for it to end or "
+                f"{side}: {folder} is in use by another {side} process; wait for it to end or "
                 "set another logging.experiment",
                 RUNTIME_ERROR,
             )
@@ -188,7 +210,11 @@ def search(config: Config, overwrite: bool = False, display: bool = False) -> Sw
         SweepResult in a single process; None in a distributed chief or worker, where the launcher
         (or the user) reads the results afterwards with `collect`.
     """
-    if kt_private.has_chief_oracle():  # the launcher (or the user) keeps other sweeps out
+    if kt_private.is_chief_oracle():  # the launcher (or the user) keeps other sweeps out
+        with exclusive(config, "chief"), fingerprint.published(config, sweep_dir(config)):
+            return _search(config, False, display)
+    if kt_private.has_chief_oracle():
+        fingerprint.check(config, sweep_dir(config), config.sweep.chief_timeout_s)
         return _search(config, False, display)
     with exclusive(config):
         return _search(config, overwrite, display)
@@ -235,7 +261,9 @@ def launch(config: Config, workers: int, display: bool) -> tuple[str, ...]:
     path = folder.parent / f".{folder.name}.sweep.toml"
     write_text(path, to_toml(config, f"The config of the sweep {folder}, read by its chief and workers."))
     try:
-        return tuple(distribute.launch([str(path), *(["--verbose"] if display else [])], workers))
+        return tuple(
+            distribute.launch([str(path), *(["--verbose"] if display else [])], workers, config.sweep.max_retries)
+        )
     finally:
         path.unlink(missing_ok=True)
 
