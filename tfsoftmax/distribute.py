@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 
 from tfsoftmax.errors import CONFIG_ERROR, INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.loader import load_config
 
 TUNER_ID, ORACLE_IP, ORACLE_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
 WORKER_GRACE_S = 60.0  # after the chief finishes, workers get this long to see "no more trials" and exit
@@ -68,10 +69,11 @@ def _ended(code: int) -> str:
     return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"stopped with exit code {code}"
 
 
-def launch(sweep_args: Sequence[str], workers: int, restarts: int) -> list[str]:
-    """Run a chief and `workers` workers of `tfsoftmax sweep <sweep_args>` until the chief is done. A worker
-    that dies is started again with its id, up to `restarts` times each, and continues its trial from the
-    last finished epoch (the chief hands it back); past that the others go on without it.
+def launch(sweep_args: Sequence[str], workers: int) -> list[str]:
+    """Run a chief and `workers` workers of `tfsoftmax sweep <sweep_args>` (the resolved config's file first)
+    until the chief is done. A worker that dies is started again with its id, up to the config's
+    `sweep.max_retries` times each, and continues its trial from the last finished epoch (the chief hands
+    it back); past that the others go on without it.
 
     Returns:
         The tuner ids of the workers that ran.
@@ -80,6 +82,7 @@ def launch(sweep_args: Sequence[str], workers: int, restarts: int) -> list[str]:
         TfsoftmaxError: the chief failed or died, a worker met a config error, every worker is gone (all
         others are stopped), or Ctrl-C.
     """
+    restarts = load_config(sweep_args[0]).sweep.max_retries  # what the chief and the workers read too
     port = free_port()
     oracle = f"127.0.0.1:{port}"
     command = [sys.executable, "-m", "tfsoftmax", "sweep", *sweep_args, "--oracle", oracle]

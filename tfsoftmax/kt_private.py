@@ -1,6 +1,7 @@
 """keras-tuner's private API, used here and nowhere else: read from keras-tuner 1.4.8 (constraints.txt;
 setup.cfg allows 1.4.7 up to 1.5). An upgrade that moves or renames one of these breaks this module
-alone; tests/test_tune.py's resumed-grid, interrupted-sweep and workers tests use each of them.
+alone; tests/test_tune.py's resumed-grid, interrupted-sweep and workers tests and tests/test_distributed.py
+use each of them.
 
 - `keras_tuner.src.distribute.utils`: the process's role in a distributed search, decided exactly as
   keras-tuner's own search loop decides it (from the variables `distribute` sets).

@@ -210,7 +210,8 @@ def search(config: Config, overwrite: bool = False, display: bool = False) -> Sw
         SweepResult in a single process; None in a distributed chief or worker, where the launcher
         (or the user) reads the results afterwards with `collect`.
     """
-    if kt_private.is_chief_oracle():  # the launcher (or the user) keeps other sweeps out
+    # The launcher (or the user) keeps other sweeps out; a chief keeps a second chief out.
+    if kt_private.is_chief_oracle():
         with exclusive(config, "chief"), fingerprint.published(config, sweep_dir(config)):
             return _search(config, False, display)
     if kt_private.has_chief_oracle():
@@ -261,9 +262,7 @@ def launch(config: Config, workers: int, display: bool) -> tuple[str, ...]:
     path = folder.parent / f".{folder.name}.sweep.toml"
     write_text(path, to_toml(config, f"The config of the sweep {folder}, read by its chief and workers."))
     try:
-        return tuple(
-            distribute.launch([str(path), *(["--verbose"] if display else [])], workers, config.sweep.max_retries)
-        )
+        return tuple(distribute.launch([str(path), *(["--verbose"] if display else [])], workers))
     finally:
         path.unlink(missing_ok=True)
 
