@@ -60,8 +60,8 @@ def test_a_run_records_its_calibration_with_the_temperature_fitted_on_validation
         "calibration/nll",
         "calibration/temperature",
         "calibration/accuracy_at_80pct",
-        "calibration/reliability",
-        "calibration/coverage",
+        "test/reliability",
+        "test/coverage",
         "test/T-shirt/top/pr_curves",
         "test/Ankle boot/pr_curves",
     ):
@@ -90,7 +90,7 @@ def test_calibration_is_served_by_tensorboard(write_config: Callable[..., Path],
         "calibration/accuracy_at_80pct",
     } <= set(scalars)
     images = board.get("/data/plugin/images/tags")[run]
-    assert {"calibration/reliability", "calibration/coverage"} <= set(images)
+    assert {"test/reliability", "test/coverage"} <= set(images)
     curves = board.get("/data/plugin/pr_curves/tags")[run]
     assert len(curves) == 10 and "test/Ankle boot/pr_curves" in curves
     ece = board.get(f"/data/plugin/scalars/scalars?run={run}&tag=calibration/ece")

@@ -208,12 +208,12 @@ def _write_calibration(
     for name, (value, description) in scalars.items():
         tf.summary.scalar(f"calibration/{name}", value, step=step, description=description)
     image(
-        "calibration/reliability",
+        "test/reliability",
         calibration.reliability_figure(logits, labels, calibrated),
         "accuracy per confidence bin against the diagonal, raw and temperature-scaled",
     )
     image(
-        "calibration/coverage",
+        "test/coverage",
         calibration.coverage_figure(logits, labels, calibrated),
         "accuracy on the most confident inputs as coverage grows; the star: the threshold chosen on validation for 95%",
     )
