@@ -35,6 +35,7 @@ def test_numpy_floor_learns_tiny_data(write_config: Callable[..., Path]) -> None
     assert result.test_accuracy >= 0.9
 
 
+@pytest.mark.slow  # trains; the NumPy floor test stays fast
 def test_eager_loop_learns_tiny_data(write_config: Callable[..., Path]) -> None:
     config, dataset, splits = _tiny(write_config)
     result = bench_loops.time_eager(dataset, splits, config, epochs=3)

@@ -68,13 +68,16 @@ def test_run_prints_summary_and_logdir_override(
     assert "run completed: test accuracy" in out
 
 
+@pytest.mark.slow  # a whole run; test_train checks divergence fast
 def test_diverged_run_exits_1_with_reason(
     write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write_config("[train]\nlr = 1e36\n[data]\nscale = false")
     assert cli.main(["run", str(path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("tfsoftmax: error: run diverged: training loss became nan at epoch 1") and err.count("\n") == 1
+    assert (
+        err.startswith("tfsoftmax: error: run diverged: training loss became nan at epoch 1") and err.count("\n") == 1
+    )
     run_dir = Path(err.rsplit("record kept in ", 1)[1].strip())
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "diverged"
 

@@ -30,6 +30,7 @@ def test_the_naive_losses_are_not_finite_on_huge_logits_where_the_fused_one_is()
         assert not np.isfinite(float(costs.LOSSES[name][0](logits, labels))), name
 
 
+@pytest.mark.slow  # trains four losses; the losses agree in a fast test
 def test_cross_entropy_epochs_times_every_loss_on_the_same_batches() -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (50, 4, 4, 1)).astype(np.uint8)

@@ -43,9 +43,7 @@ def mock_run(name: str, tmp_path: Path) -> train.RunResult:
 
 
 # CIFAR-10 stays in the fast loop: its RGB images are the shape the other two do not have.
-@pytest.mark.parametrize(
-    "name", [pytest.param(name, marks=[] if name == "cifar10" else pytest.mark.slow) for name in sorted(SHAPES)]
-)
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) for name in sorted(SHAPES)])
 def test_experiment_file_trains_an_epoch_on_tfds_mock_data(name: str, tmp_path: Path) -> None:
     result = mock_run(name, tmp_path)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())

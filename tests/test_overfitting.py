@@ -25,7 +25,7 @@ def _batches() -> tuple[np.ndarray, np.ndarray, object]:
     return x, y, tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
 
 
-@pytest.mark.parametrize("kind", ["keras", "scratch"])
+@pytest.mark.parametrize("kind", ["keras", pytest.param("scratch", marks=pytest.mark.slow)])
 def test_weight_decay_adds_half_lambda_squared_norm_and_shrinks_the_kernel(kind: str) -> None:
     x, y, batches = _batches()
     plain = build_model((6, 6, 1), 4, ModelConfig(kind=kind), TrainConfig(lr=0.5, seed=3))

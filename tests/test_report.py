@@ -68,6 +68,7 @@ def test_a_run_records_its_calibration_with_the_temperature_fitted_on_validation
         assert event_steps(result.run_dir, tag) == {3: 1}, tag
 
 
+@pytest.mark.slow  # a second whole run; report.calibrate returns None without a validation split
 def test_a_run_without_a_validation_split_fits_nothing(write_config: Callable[..., Path]) -> None:
     result = train.run(load_config(write_config("[train]\nepochs = 1\n[data]\nvalidation_fraction = 0.0")))
     assert "calibration" not in json.loads((result.run_dir / "metrics.json").read_text())
