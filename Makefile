@@ -27,7 +27,8 @@ board: install
 	$(BIN)/tfsoftmax board logs
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 -m "not serial"
+	$(BIN)/python -m pytest -m serial
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" -n 2

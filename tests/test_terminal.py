@@ -182,6 +182,7 @@ def test_line_before_sigkill_still_shows() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # under a second test process its last line was lost (not reproduced alone)
 def test_ctrl_c_to_the_whole_group_leaves_the_filter_forwarding() -> None:
     code = QUIET + textwrap.dedent("""
         import os, signal, sys, time
