@@ -36,7 +36,7 @@ class MethodResult:
 
 
 def _timed(throughput: list[float], whole: list[float], n_train: int, test_accuracy: float) -> MethodResult:
-    """Epoch times as `train.epoch_stats` measures them: training passes recovered from the training
+    """Epoch times as `callbacks.EpochStats` measures them: training passes recovered from the training
     throughput, and whole epochs; the first epoch is the warm-up."""
     train_s = [n_train / rate for rate in throughput]
     return MethodResult(warmup_s=whole[0], epoch_s=train_s[1:], whole_epoch_s=whole[1:], test_accuracy=test_accuracy)
@@ -77,7 +77,7 @@ def time_plain_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int
     default compile (on CPU: no XLA, one step per execution), validation on the same split."""
     import tensorflow as tf
 
-    from tfsoftmax import train
+    from tfsoftmax.callbacks import EpochStats
 
     plain = override(config, {"model.kind": "keras", "train.steps_per_execution": 1})
     model = _build(dataset, plain)
@@ -92,7 +92,7 @@ def time_plain_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int
     val_ds = (
         None if splits.val is None else tf.data.Dataset.from_tensor_slices(splits.val).batch(config.data.batch_size)
     )
-    stats = train.epoch_stats(len(x))
+    stats = EpochStats(len(x))
     with contextlib.redirect_stdout(sys.stderr):
         # shuffle=False only silences Keras' warning that it cannot shuffle a tf.data.Dataset itself.
         history = model.fit(

@@ -63,11 +63,6 @@ def tensorboard_callback(log_dir: Path, config: Config) -> keras.callbacks.Callb
     )
 
 
-def epoch_stats(n_train: int, board_dir: Path | None = None) -> EpochStats:
-    """The whole-epoch timing callback `fit` trains with, for timing a plain `model.fit` the same way."""
-    return EpochStats(n_train, board_dir)
-
-
 def write_run_files(run_dir: Path, config: Config, dataset: data_lib.Dataset, resume_with: str) -> None:
     """The exact config (re-runnable as is) and the environment, before training starts."""
     rundir.write_config(run_dir, config, resume_with)
