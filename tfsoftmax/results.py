@@ -49,17 +49,18 @@ class TrialRow:
         return max(self.execution_scores) - min(self.execution_scores) if len(self.execution_scores) > 1 else None
 
 
-def _trial_status(trial: Any, first_execution: Path | None) -> tuple[str, str]:
-    """keras-tuner's status, refined by our record: a failed trial that diverged says so."""
+def _trial_status(trial: Any, first_execution: Path | None) -> tuple[str, str, dict[str, Any]]:
+    """keras-tuner's status, refined by our record (a failed trial that diverged says so), its reason, and the
+    first execution's record (empty where there is none)."""
     status = str(trial.status).lower()
     try:
         record = (rundir.read_record(first_execution) if first_execution else None) or {}
     except TfsoftmaxError as e:
-        return "failed", str(e)
+        return "failed", str(e), {}
     if record.get("status") == "diverged":
-        return "diverged", str((record.get("divergence") or {}).get("reason", ""))
+        return "diverged", str((record.get("divergence") or {}).get("reason", "")), record
     message = (trial.message or "").strip().splitlines()
-    return status, message[-1] if message and status != "completed" else ""
+    return status, message[-1] if message and status != "completed" else "", record
 
 
 def _execution_scores(executions: list[Path], objective: Any) -> tuple[float, ...]:
@@ -73,11 +74,6 @@ def _execution_scores(executions: list[Path], objective: Any) -> tuple[float, ..
     return tuple(scores)
 
 
-def _kept_epoch(executions: list[Path]) -> int | None:
-    record = rundir.read_record(executions[0]) if executions else None
-    return None if record is None else record.get("kept_epoch")
-
-
 def rank(oracle: Any, folder: Path) -> list[TrialRow]:
     """All trials of keras-tuner's `oracle` for the sweep in `folder`, best first by the objective;
     unfinished and failed ones last."""
@@ -85,7 +81,7 @@ def rank(oracle: Any, folder: Path) -> list[TrialRow]:
     rows = []
     for trial in oracle.trials.values():
         executions = rundir.execution_dirs(rundir.trial_dir(folder, trial.trial_id))
-        status, reason = _trial_status(trial, executions[0] if executions else None)
+        status, reason, record = _trial_status(trial, executions[0] if executions else None)
         score = trial.score if status == "completed" and trial.score is not None else None
         rows.append(
             TrialRow(
@@ -96,7 +92,7 @@ def rank(oracle: Any, folder: Path) -> list[TrialRow]:
                 best_epoch=None if trial.best_step is None else int(trial.best_step) + 1,
                 reason=reason,
                 execution_scores=_execution_scores(executions, objective) if score is not None else (),
-                kept_epoch=_kept_epoch(executions) if score is not None else None,
+                kept_epoch=record.get("kept_epoch") if score is not None else None,
             )
         )
     sign = -1.0 if objective.direction == "max" else 1.0
