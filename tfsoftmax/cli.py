@@ -225,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tfsoftmax import bench
 
     p = sub.add_parser(
-        "bench", parents=[verbose], help="seconds per epoch against the NumPy floor, the eager loop and plain fit"
+        "bench",
+        parents=[verbose],
+        help="seconds per epoch against the NumPy floor, the eager loop and plain fit; --costs: what a naive loss and many classes cost",
     )
     bench.configure_parser(p)
     p.set_defaults(func=_loads_tensorflow(bench.command))
