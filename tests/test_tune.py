@@ -30,8 +30,13 @@ def sweep_file(
     epochs: int = 1,
     algorithm: str = "random",
     extra: str = "",
+    pack: int | None = None,
 ) -> Path:
-    return write_config(extra + SPACE.format(algorithm=algorithm, trials=trials, epochs=epochs, space=space), name="sw")
+    """A sweep config; `pack` sets sweep.pack (1: every trial trained alone, through keras-tuner's loop)."""
+    text = SPACE.format(algorithm=algorithm, trials=trials, epochs=epochs, space=space)
+    if pack is not None:
+        text = text.replace("[sweep]\n", f"[sweep]\npack = {pack}\n", 1)
+    return write_config(extra + text, name="sw")
 
 
 def trial_records(sweep: Path) -> dict[str, dict]:
@@ -161,6 +166,7 @@ def test_each_trial_equals_a_run_of_its_saved_config(write_config: Callable[...,
             algorithm="random",
             epochs=2,
             extra=f'[model]\nkind = "{kind}"\n[train]\noptimizer = "{optimizer}"\n',
+            pack=1,  # trained alone, a trial is bit for bit its run; packed ones: test_pack.py
         )
     )
     tune.search(config)

@@ -189,21 +189,16 @@ class RunRecord(keras.callbacks.Callback):
         """The record as it stands, with `status` and whatever the end of the run adds."""
         self.status = status
         self._take_times()
-        record = {
-            "status": status,
-            "epochs_completed": self.epochs_completed,
-            "epochs_planned": self.epochs,
-            "history": self.history,
-            "test": test,
-            "wall_time_s": wall_time_s,
+        record = rundir.run_record(
+            status,
+            self.epochs,
+            self.history,
+            test=test,
+            wall_time_s=wall_time_s,
+            divergence=self.divergence,
+            resumed=self.resumed,
+            first_epoch=self.first_epoch,
+            kept_epoch=None if self.keep is None else self.keep.kept_epoch,
             **extra,
-        }
-        if self.divergence is not None:
-            record["divergence"] = self.divergence
-        if self.resumed:
-            record["resumed_at_epochs"] = self.resumed
-        if self.first_epoch:
-            record["first_epoch"] = self.first_epoch
-        if self.keep is not None and self.keep.kept_epoch is not None:
-            record["kept_epoch"] = self.keep.kept_epoch
+        )
         rundir.write_record(self.run_dir, record)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import keras
 
 _NAME = re.compile(r"^epoch-(\d+)\.npz$")
+PACKED = "packed/"
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,18 @@ def save(model: keras.Model, run_dir: Path, epoch: int, best: list[Any] | None =
     keeps them: in the same file, so they always pair), then drop the older checkpoint."""
     import numpy as np
 
-    folder = Path(run_dir) / rundir.CHECKPOINTS
-    path = folder / f"epoch-{epoch:04d}.npz"
     arrays = {f"model/{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
     arrays.update({f"optimizer/{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)})
-    arrays.update({f"best/{i}": np.asarray(w) for i, w in enumerate(best or [])})
+    save_arrays(run_dir, epoch, arrays, best)
+
+
+def save_arrays(run_dir: Path, epoch: int, arrays: dict[str, Any], best: list[Any] | None = None) -> None:
+    """`save` for state that is not a Keras model's (a packed trial's, under `PACKED/`)."""
+    import numpy as np
+
+    folder = Path(run_dir) / rundir.CHECKPOINTS
+    path = folder / f"epoch-{epoch:04d}.npz"
+    arrays = {**arrays, **{f"best/{i}": np.asarray(w) for i, w in enumerate(best or [])}}
     try:
         folder.mkdir(exist_ok=True)
     except OSError as e:
@@ -61,6 +69,17 @@ def save(model: keras.Model, run_dir: Path, epoch: int, best: list[Any] | None =
     for old in folder.iterdir():
         if old != path:
             old.unlink(missing_ok=True)
+
+
+def load_packed(path: Path) -> dict[str, Any] | None:
+    """A packed trial's saved state (names without the `PACKED/` prefix); None for a Keras model's."""
+    import numpy as np
+
+    try:
+        with np.load(path) as stored:
+            return {n.removeprefix(PACKED): stored[n] for n in stored.files if n.startswith(PACKED)} or None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise TfsoftmaxError(f"cannot read the checkpoint {path}: {e}; it is damaged", RUNTIME_ERROR) from None
 
 
 def latest(run_dir: Path) -> tuple[int, Path] | None:

@@ -135,6 +135,8 @@ class SweepConfig(_Section):
     epochs: int | None = spec(None, at_least(1), "an integer >= 1; not set means train.epochs")
     # keras-tuner reads a seed of 0 as "pick one at random"; the tuner gets seed + 1 (see tune.py).
     seed: int = spec(0, lambda v: 0 <= v < 2**32 - 1, "an integer in [0, 4294967294]")
+    # Trials trained together in one pass over the batches (see packing.py); 1 trains each alone.
+    pack: int = spec(16, at_least(1), "an integer >= 1: trials trained together at most; 1 trains each trial alone")
     # Distributed sweeps: workers report after every epoch, so a lease must outlast the longest epoch.
     lease_s: float = spec(
         300.0,

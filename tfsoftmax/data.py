@@ -239,6 +239,15 @@ def as_tensor(array: np.ndarray) -> tf.Tensor:
     return hit[1]
 
 
+def epoch_order(n: int, seed: int, epoch: tf.Tensor) -> tf.Tensor:
+    """The example order of one pass, a stateless function of (seed, epoch): runs and packed sweep trials
+    (`pack`) read the same order, whatever their batch size."""
+    import tensorflow as tf
+
+    seeds = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=seeds)
+
+
 def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, first_epoch: int = 0) -> tf.data.Dataset:
     """Batches reshuffled at each pass; the order of a pass is a stateless function of (seed, epoch), the
     epoch counting passes from `first_epoch`: a run resumed at epoch k sees exactly the batches an
@@ -252,8 +261,7 @@ def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, firs
     epoch = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)
 
     def epoch_batches(_: tf.Tensor) -> tf.data.Dataset:
-        seeds = tf.stack([tf.constant(seed, tf.int64), epoch.assign_add(1) - 1])
-        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=seeds)
+        order = epoch_order(n, seed, epoch.assign_add(1) - 1)
 
         def batch(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             rows = order[i * batch_size : (i + 1) * batch_size]

@@ -5,8 +5,11 @@ use each of them.
 
 - `keras_tuner.src.distribute.utils`: the process's role in a distributed search, decided exactly as
   keras-tuner's own search loop decides it (from the variables `distribute` sets).
-- The grid oracle's walking order (`_populate_next`, `_ordered_ids`, `_compare`), which it does not save.
+- The grid oracle's walking order (`_populate_next`, `_ordered_ids`, `_compare`), which it does not save,
+  and which it extends only as trials end.
 - The best-epoch checkpoint callback (`SaveBestEpoch`, its `objective` and `best_value`).
+- A trial's HParams as keras-tuner's TensorBoard callback logs them (`tuner_utils`), and its status values,
+  for the trials `packing` trains outside keras-tuner's `run_trial`.
 - The distributed mode's gRPC service and client (`distribute.oracle_chief.OracleServicer`,
   `distribute.oracle_client.OracleClient`, `protos`) and the oracle's bookkeeping of running trials
   (`ongoing_trials`, `tuner_ids`, `_retry_queue`), extended with trial leases and a deadline on every call.
@@ -28,6 +31,7 @@ from keras_tuner.src import protos
 from keras_tuner.src.distribute import oracle_chief, oracle_client
 from keras_tuner.src.distribute import utils as dist_utils
 from keras_tuner.src.engine import trial as trial_module
+from keras_tuner.src.engine import tuner_utils
 
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.lease import Leases
@@ -35,6 +39,32 @@ from tfsoftmax.lease import Leases
 TUNER_KEY = "tfsoftmax-tuner-id"  # gRPC metadata: which worker sent a call, so the chief can check its lease
 IDLE_WAIT_S = 1.0  # a worker told to wait asks again after this long
 CHIEF_POLL_S = 1.0  # how often the chief checks leases and whether the search is done
+STOPPED, IDLE = trial_module.TrialStatus.STOPPED, trial_module.TrialStatus.IDLE
+SLOT = "+"  # slot k > 0 of a process's trial pack asks the oracle as "<tuner id>+<k>"
+
+
+def slot_id(tuner_id: str, k: int) -> str:
+    """The id a pack's k-th trial is asked for under: the oracle keeps one running trial per id, and
+    gives an interrupted one back to the same id, so a resumed pack gets its trials back."""
+    return tuner_id if k == 0 else f"{tuner_id}{SLOT}{k}"
+
+
+def owner(tuner_id: str) -> str:
+    """The process (the worker) behind a pack slot's id."""
+    return tuner_id.split(SLOT)[0]
+
+
+def trial_hparams(trial: Any) -> dict:
+    """The trial's values keyed as keras-tuner's own TensorBoard callback writes them for HParams."""
+    from tensorboard.plugins.hparams import api as hparams_api
+
+    return tuner_utils.convert_hyperparams_to_hparams(trial.hyperparameters, hparams_api)
+
+
+def set_outcome(trial: Any, failure: str | None) -> None:
+    """Mark a trial completed, or failed with `failure` as its message (which keras-tuner does not retry)."""
+    trial.status = trial_module.TrialStatus.FAILED if failure else trial_module.TrialStatus.COMPLETED
+    trial.message = failure
 
 
 def has_chief_oracle() -> bool:
@@ -64,6 +94,18 @@ def restore_grid_order(oracle: Any) -> None:
     for trial_id in order:
         oracle._ordered_ids.insert(trial_id)
     oracle._populate_next.extend(order)
+
+
+class GridOracle(keras_tuner.oracles.GridSearchOracle):
+    """keras-tuner's grid oracle proposes the combination after a trial's only once that trial has ended
+    (`end_trial` queues it): this one queues each trial as it is proposed, so a pack can take a whole
+    round of the grid at once. The order of the walk is keras-tuner's."""
+
+    def populate_space(self, trial_id: str) -> dict:
+        response = super().populate_space(trial_id)
+        if response["status"] == trial_module.TrialStatus.RUNNING:
+            self._populate_next.append(trial_id)  # the oracle has recorded it by the next proposal
+        return response
 
 
 def keep_best_epoch(callbacks: list, earlier: dict[str, list[float]]) -> None:
@@ -183,17 +225,20 @@ class LeasingServicer(oracle_chief.OracleServicer):
         print(f"chief: trial {trial.trial_id} failed: {trial.message}", flush=True)
 
     def expire(self) -> None:
-        """Give up on the workers whose lease ran out; called with the lock held."""
-        for tuner_id in self.leases.expired(set(self.oracle.tuner_ids) | set(self.oracle.ongoing_trials)):
-            self._hand_on(tuner_id, f"no report from {tuner_id} for {self.leases.lease_s:g} s (sweep.lease_s)")
-            self.oracle.tuner_ids.discard(tuner_id)
-            self.leases.forget(tuner_id)
+        """Give up on the workers whose lease ran out (every slot of their packs); called with the lock held."""
+        ids = set(self.oracle.tuner_ids) | set(self.oracle.ongoing_trials)
+        for worker in self.leases.expired({owner(t) for t in ids}):
+            for tuner_id in [t for t in ids if owner(t) == worker]:
+                self._hand_on(tuner_id, f"no report from {worker} for {self.leases.lease_s:g} s (sweep.lease_s)")
+                self.oracle.tuner_ids.discard(tuner_id)
+            self.leases.forget(worker)
 
     def _enter(self, context: Any, trial_id: str | None = None) -> str:
         caller = dict(context.invocation_metadata()).get(TUNER_KEY, "")
         self.leases.report(caller)
         self.expire()
-        if trial_id is not None and caller and self._holder(trial_id) != caller:
+        holder = self._holder(trial_id) if trial_id is not None else None
+        if trial_id is not None and caller and (holder is None or owner(holder) != caller):
             context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"trial {trial_id} is no longer {caller}'s: the chief handed it on after no report "
@@ -204,7 +249,7 @@ class LeasingServicer(oracle_chief.OracleServicer):
     def CreateTrial(self, request: Any, context: Any) -> Any:
         with self.lock:
             tuner_id = request.tuner_id
-            self.leases.report(tuner_id)
+            self.leases.report(owner(tuner_id))
             self._enter(context)
             # Our workers ask only between trials: one that asks while holding a trial was restarted.
             self._hand_on(tuner_id, f"{tuner_id} started again")

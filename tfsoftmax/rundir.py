@@ -104,6 +104,37 @@ def write_environment(run_dir: Path, environment: dict[str, Any]) -> None:
     write_json(run_dir / ENVIRONMENT, environment)
 
 
+def run_record(
+    status: str,
+    epochs_planned: int,
+    history: dict[str, list[float]],
+    *,
+    test: dict[str, float] | None = None,
+    wall_time_s: float | None = None,
+    divergence: dict[str, Any] | None = None,
+    resumed: list[int] | None = None,
+    first_epoch: int = 0,
+    kept_epoch: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A record as runs and packed trials write it: the required keys, then each optional one only where
+    it applies."""
+    record = {
+        "status": status,
+        "epochs_completed": len(history.get("loss", [])),
+        "epochs_planned": epochs_planned,
+        "history": history,
+        "test": test,
+        "wall_time_s": wall_time_s,
+        **extra,
+    }
+    optional = {"divergence": divergence, "resumed_at_epochs": resumed, "first_epoch": first_epoch}
+    record.update({k: v for k, v in optional.items() if v})
+    if kept_epoch is not None:
+        record["kept_epoch"] = kept_epoch
+    return record
+
+
 def write_record(run_dir: Path, record: dict[str, Any]) -> None:
     """metrics.json, replaced atomically; the format version is added here."""
     write_json(run_dir / RECORD, {"format": FORMAT_VERSION, **record})

@@ -20,7 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 import keras_tuner
 
-from tfsoftmax import checkpoint, distribute, estimate, fingerprint, hparams, kt_private, results, rundir, train
+from tfsoftmax import (
+    checkpoint,
+    distribute,
+    estimate,
+    fingerprint,
+    hparams,
+    kt_private,
+    packing,
+    results,
+    rundir,
+    train,
+)
 from tfsoftmax import data as data_lib
 from tfsoftmax.config import Config, to_toml
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
@@ -61,6 +72,8 @@ class SweepTunerMixin:
 
     def search(self, *args: Any, **kwargs: Any) -> None:
         if not kt_private.is_chief_oracle():
+            if packing.packable(self.sweep_config) and self.hypermodel is not None:
+                return packing.search(self, **kwargs)
             return super().search(*args, **kwargs)
         self.oracle.verbose = kwargs.get("verbose", 1)
         self.save()
@@ -77,8 +90,13 @@ class SweepTunerMixin:
         try:
             return super().run_trial(trial, *args, **kwargs)
         except TfsoftmaxError as e:  # anything else is the trial's failure, and the search goes on
-            resume = "; run the same sweep command again to resume" if e.resumable else ""
-            raise SearchStopped(f"{e}{resume}", e.exit_code) from None
+            raise self.search_stopped(e) from None
+
+    @staticmethod
+    def search_stopped(e: TfsoftmaxError) -> SearchStopped:
+        """Our error from inside a trial (or a pack) as the one that ends the search."""
+        resume = "; run the same sweep command again to resume" if e.resumable else ""
+        return SearchStopped(f"{e}{resume}", e.exit_code)
 
     def on_trial_begin(self, trial: Any) -> None:
         if self.stop.requested:  # stopped between trials: the finished ones are saved, start no more
@@ -108,11 +126,20 @@ class RandomTuner(SweepTunerMixin, keras_tuner.RandomSearch):
     """`sweep.algorithm = "random"`."""
 
 
-class GridTuner(SweepTunerMixin, keras_tuner.GridSearch):
-    """`sweep.algorithm = "grid"`, resumable: the walking order keras-tuner does not save is rebuilt."""
+class GridTuner(SweepTunerMixin, keras_tuner.Tuner):
+    """`sweep.algorithm = "grid"`: keras-tuner's grid walk, a whole round of it at once for a pack, and
+    resumable: the walking order keras-tuner does not save is rebuilt."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self, *, objective: str, max_trials: int, seed: int, max_consecutive_failed_trials: int, **kwargs: Any
+    ) -> None:
+        oracle = kt_private.GridOracle(
+            objective=objective,
+            max_trials=max_trials,
+            seed=seed,
+            max_consecutive_failed_trials=max_consecutive_failed_trials,
+        )
+        super().__init__(oracle=oracle, **kwargs)
         kt_private.restore_grid_order(self.oracle)
 
 

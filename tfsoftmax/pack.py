@@ -1,0 +1,232 @@
+"""Several sweep trials of softmax regression stepped together: one weight matrix holds every trial's
+weights side by side, so each step is one matmul for all of them, and each trial keeps its own learning
+rate, batch size, momentum or Adam state, and weight decay.
+
+The arithmetic is Keras' own, written out: the loss is `SparseCategoricalCrossentropy(from_logits=True)`
+averaged over the batch plus weight_decay / 2 * ||W||^2 (the L2 regularizer `model.build_model` sets),
+its gradient is softmax - one-hot, and the updates are Keras' SGD (with momentum) and Adam. Every trial
+reads the examples in the order a run of the same seed reads them (`data.epoch_order`), in micro-batches
+whose size divides every trial's batch size: a trial of batch 128 in a pack of micro-batch 32 sums the
+gradients of 4 micro-batches and applies its update after the fourth, exactly as its own run's batch
+would. Only the order of float additions differs from a run's, so a trial matches a standalone run of its
+config to float rounding (`tests/test_pack.py` measures how closely).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from tfsoftmax import data as data_lib
+
+ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7  # Keras' Adam defaults, as `model` builds it
+
+
+@dataclass(frozen=True)
+class Member:
+    """One trial's hyperparameters inside a pack. `momentum` is 0 for plain SGD, which then takes the
+    same update as Keras' SGD: w + (0 * v - lr * g) equals w - lr * g exactly."""
+
+    lr: float
+    batch_size: int
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+
+@dataclass
+class EpochResult:
+    """One epoch of every trial: Keras' epoch logs (mean loss and accuracy over the epoch's batches), the
+    updates applied, and the first batch (1-based) whose loss was not finite, 0 where none."""
+
+    loss: np.ndarray
+    accuracy: np.ndarray
+    steps: np.ndarray
+    diverged_at: np.ndarray
+
+
+class Pack(tf.Module):
+    """The weights and optimizer state of `len(members)` trials of one optimizer family ("sgd" covers
+    SGD and momentum, "adam" Adam), trained on the same data with the same seed.
+
+    All trials' weights are the columns of one matrix, so each step is one wide matmul: batched per-trial
+    matmuls give bits independent of the pack-mates but cost 1.4-1.8x the time here (README). A wide
+    matmul splits its sums by its width, so a trial's last bits depend on its pack's size: the same sweep
+    forms the same packs and gives the same numbers in any process."""
+
+    def __init__(
+        self,
+        train: tuple[np.ndarray, np.ndarray],
+        seed: int,
+        members: Sequence[Member],
+        family: str,
+        weights: Sequence[tuple[np.ndarray, np.ndarray]],
+    ) -> None:
+        super().__init__()
+        x, y = train
+        self.n, self.seed, self.family, self.size = len(x), seed, family, len(members)
+        self.x = data_lib.as_tensor(x.reshape(len(x), -1))
+        self.y = data_lib.as_tensor(y)
+        self.classes = weights[0][0].shape[1]
+        self.micro = math.gcd(*(m.batch_size for m in members))
+        self.micros = data_lib.steps_per_epoch(self.n, self.micro)
+
+        def per_trial(values: Sequence[float], shape: tuple[int, ...] = (1, -1, 1)) -> tf.Tensor:
+            return tf.reshape(tf.constant(values, tf.float32), shape)
+
+        self.lr = per_trial([m.lr for m in members])
+        self.momentum = per_trial([m.momentum for m in members])
+        self.decay = per_trial([m.weight_decay for m in members])
+        self.decays = any(m.weight_decay for m in members)
+        self.half_decay = per_trial([m.weight_decay / 2 for m in members], (-1,))
+        self.every = tf.constant([m.batch_size // self.micro for m in members], tf.int32)
+        # (inputs, trials, classes), used as (inputs, trials * classes); the bias as (1, trials, classes).
+        self.kernel = tf.Variable(np.stack([w for w, _ in weights], axis=1).astype(np.float32))
+        self.bias = tf.Variable(np.stack([b for _, b in weights])[None].astype(np.float32))
+        names = ("m", "v") if family == "adam" else ("v",)
+        self.slots = {f"{n}/{part}": tf.Variable(tf.zeros_like(var)) for n in names for part, var in self.parts()}
+        self.steps = tf.Variable(tf.zeros(self.size, tf.int64))
+        self.active = tf.Variable(tf.ones(self.size, tf.bool))
+
+    def parts(self) -> list[tuple[str, tf.Variable]]:
+        return [("kernel", self.kernel), ("bias", self.bias)]
+
+    def _all(self) -> list[tuple[str, tf.Variable]]:
+        return [*self.parts(), *self.slots.items()]
+
+    def _wide(self, tensor: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(tensor, (tf.shape(tensor)[0], self.size * self.classes))
+
+    def _logits(self, x: tf.Tensor) -> tf.Tensor:
+        """(examples, trials, classes)."""
+        wide = tf.matmul(x, self._wide(self.kernel))
+        return tf.reshape(wide, (-1, self.size, self.classes)) + self.bias
+
+    def _penalty(self) -> tf.Tensor:
+        """weight_decay / 2 * ||W||^2 of each trial's kernel (the bias is not decayed)."""
+        return self.half_decay * tf.reduce_sum(tf.square(self.kernel), axis=[0, 2])
+
+    def _losses(self, logits: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Per trial and example: cross-entropy from logits (log-sum-exp), hits, and the loss's gradient
+        with respect to the logits (softmax - one-hot)."""
+        onehot = tf.one_hot(y, self.classes)[:, None]
+        lse = tf.reduce_logsumexp(logits, axis=2, keepdims=True)
+        ce = (lse - tf.reduce_sum(logits * onehot, axis=2, keepdims=True))[..., 0]
+        hits = tf.cast(tf.equal(tf.argmax(logits, axis=2, output_type=tf.int32), y[:, None]), tf.float32)
+        return ce, hits, tf.exp(logits - lse) - onehot, onehot
+
+    def _apply(self, grads: dict[str, tf.Tensor], update: tf.Tensor) -> None:
+        """One optimizer step for the trials where `update` is set; the others keep every variable."""
+        on = update[None, :, None]
+        t = tf.reshape(tf.cast(self.steps + 1, tf.float32), (1, -1, 1))
+        for part, var in self.parts():
+            g = grads[part]
+            if self.family == "adam":
+                alpha = self.lr * tf.sqrt(1 - ADAM_BETA_2**t) / (1 - ADAM_BETA_1**t)
+                m, v = self.slots[f"m/{part}"], self.slots[f"v/{part}"]
+                new_m = m + (g - m) * (1 - ADAM_BETA_1)
+                new_v = v + (tf.square(g) - v) * (1 - ADAM_BETA_2)
+                m.assign(tf.where(on, new_m, m))
+                v.assign(tf.where(on, new_v, v))
+                var.assign(tf.where(on, var - (new_m * alpha) / (tf.sqrt(new_v) + ADAM_EPSILON), var))
+            else:
+                v = self.slots[f"v/{part}"]
+                new_v = v * self.momentum - g * self.lr
+                v.assign(tf.where(on, new_v, v))
+                var.assign(tf.where(on, var + new_v, var))
+        self.steps.assign_add(tf.cast(update, tf.int64))
+
+    @tf.function
+    def _order(self, epoch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The pass's order padded to whole micro-batches, and which of its places hold an example."""
+        order = data_lib.epoch_order(self.n, self.seed, epoch)
+        pad = self.micros * self.micro - self.n
+        return tf.pad(order, [[0, pad]]), tf.pad(tf.ones(self.n), [[0, pad]])
+
+    @tf.function(jit_compile=True)
+    def _train_epoch(self, order: tf.Tensor, real: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        # One XLA program for the whole pass: a micro-batch step is a few small ops, whose dispatch would
+        # cost more than their arithmetic. Fixed-size micro-batches (the last padded, its padding weighted 0).
+        p, m = self.size, self.micro
+        loss = tf.zeros(p)
+        correct = tf.zeros(p)
+        bad = tf.zeros(p, tf.int32)
+        seen = tf.zeros(p)
+        grad_k = tf.zeros_like(self.kernel)
+        grad_b = tf.zeros_like(self.bias)
+        start_steps = tf.identity(self.steps)
+        for j in tf.range(self.micros):
+            rows = tf.slice(order, [j * m], [m])
+            weight = tf.slice(real, [j * m], [m])
+            x, y = tf.gather(self.x, rows), tf.gather(self.y, rows)
+            count = tf.reduce_sum(weight)
+            ce, hits, delta, _ = self._losses(self._logits(x), y)
+            batch_loss = tf.reduce_sum(ce * weight[:, None], axis=0)
+            if self.decays:
+                batch_loss += self._penalty() * count
+            loss += batch_loss
+            correct += tf.reduce_sum(hits * weight[:, None], axis=0)
+            batch = j // self.every + 1
+            bad = tf.where((bad == 0) & ~tf.math.is_finite(batch_loss) & self.active, batch, bad)
+            delta *= weight[:, None, None]
+            grad_k += tf.reshape(tf.matmul(x, self._wide(delta), transpose_a=True), tf.shape(grad_k))
+            grad_b += tf.reduce_sum(delta, axis=0, keepdims=True)
+            seen += count
+            due = ((j + 1) % self.every == 0) | (j == self.micros - 1)
+            per_trial = seen[None, :, None]
+            decayed = self.decay * self.kernel if self.decays else 0.0
+            self._apply(
+                {"kernel": grad_k / per_trial + decayed, "bias": grad_b / per_trial}, due & self.active & (bad == 0)
+            )
+            reset = due[None, :, None]
+            grad_k = tf.where(reset, 0.0, grad_k)
+            grad_b = tf.where(reset, 0.0, grad_b)
+            seen = tf.where(due, 0.0, seen)
+        return loss / self.n, correct / self.n, self.steps - start_steps, bad
+
+    def epoch(self, epoch: int) -> EpochResult:
+        """Train every active trial one epoch (the `epoch`-th pass of the seed's order)."""
+        loss, accuracy, steps, bad = self._train_epoch(*self._order(tf.constant(epoch, tf.int64)))
+        return EpochResult(loss.numpy(), accuracy.numpy(), steps.numpy(), bad.numpy())
+
+    @tf.function
+    def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        ce, hits, _, _ = self._losses(self._logits(tf.reshape(x, (tf.shape(x)[0], -1))), y)
+        return tf.reduce_sum(ce, axis=0), tf.reduce_sum(hits, axis=0)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every trial's loss (with its penalty, as Keras' `val_loss`) and accuracy on (x, y)."""
+        loss, hits = np.zeros(self.size), np.zeros(self.size)
+        for i in range(0, len(x), data_lib.EVAL_BATCH):
+            part_loss, part_hits = self._evaluate(
+                tf.constant(x[i : i + data_lib.EVAL_BATCH]), tf.constant(y[i : i + data_lib.EVAL_BATCH])
+            )
+            loss += part_loss.numpy()
+            hits += part_hits.numpy()
+        return loss / len(x) + self._penalty().numpy(), hits / len(x)
+
+    def weights(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Trial `i`'s kernel and bias, as a Keras Dense layer holds them."""
+        return self.kernel[:, i].numpy(), self.bias[0, i].numpy()
+
+    def state(self, i: int) -> dict[str, np.ndarray]:
+        """Everything trial `i` needs to continue exactly: weights, optimizer slots, step count."""
+        # Shaped as Keras holds them: (inputs, classes) for the kernel's, (classes,) for the bias's.
+        arrays = {
+            name: var[:, i].numpy().squeeze(0) if var.shape[0] == 1 else var[:, i].numpy() for name, var in self._all()
+        }
+        arrays["steps"] = np.asarray(self.steps[i].numpy())
+        return arrays
+
+    def load(self, i: int, arrays: dict[str, np.ndarray]) -> None:
+        """Put a trial's saved `state` back in slot `i`."""
+        for name, var in self._all():
+            var[:, i].assign(np.reshape(arrays[name], (var.shape[0], self.classes)))
+        self.steps[i].assign(int(arrays["steps"]))
+
+    def stop(self, i: int) -> None:
+        """Trial `i` takes no more updates (finished, stopped early or diverged); the others go on."""
+        self.active[i].assign(False)
