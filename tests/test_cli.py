@@ -159,11 +159,15 @@ def test_role_needs_oracle(write_config: Callable[..., Path], capsys: pytest.Cap
 
 
 @pytest.mark.slow
-def test_dry_run_trains_nothing(write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
-    path = sweep_file(write_config, '"data.batch_size" = { values = [8, 16] }', trials=5)
+@pytest.mark.parametrize("pack", [1, 16])
+def test_dry_run_trains_nothing(
+    write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str], pack: int
+) -> None:
+    path = sweep_file(write_config, '"data.batch_size" = { values = [8, 16] }', trials=5, pack=pack)
     assert cli.main(["sweep", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "trials: 5, 1 epochs each" in out and "batch 8:" in out and "estimated time:" in out
+    measured = "batch 8:" if pack == 1 else "measured pack of 5 trials (micro-batch 8)"
+    assert "trials: 5, 1 epochs each" in out and measured in out and "estimated time:" in out
     assert not tune.sweep_dir(load_config(path)).exists()
 
 

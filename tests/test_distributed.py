@@ -27,8 +27,9 @@ LEASE_S, CHIEF_TIMEOUT_S = 10, 8
 
 
 def _grid(write_config: Callable[..., Path], trials: int, epochs: int) -> Path:
+    """Packs of 2, so two workers each hold trials (a killed one holds a whole pack)."""
     values = ", ".join(f"0.{i + 1}" for i in range(trials))
-    return sweep_file(write_config, SPACE.format(values=values), trials=trials, epochs=epochs, algorithm="grid")
+    return sweep_file(write_config, SPACE.format(values=values), trials=trials, epochs=epochs, algorithm="grid", pack=2)
 
 
 class Cluster:

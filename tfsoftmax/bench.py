@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = "experiments/fashion_mnist.toml"
 DEFAULT_OUT = "logs/bench.json"
 DEFAULT_COSTS_OUT = "logs/bench_costs.json"
+DEFAULT_GOALS_OUT = "logs/bench_goals.json"
+DEFAULT_REPRODUCE_OUT = "logs/bench_reproduce.json"
 CLASS_COUNTS = (10, 100, 1000, 10_000, 100_000)
 FLOOR = "numpy"
 METHODS = {
@@ -73,6 +75,19 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "--sweep",
         action="store_true",
         help=f"also time a {SWEEP_TRIALS}-trial x {SWEEP_EPOCHS}-epoch sweep with 1 and 2 workers (minutes)",
+    )
+    p.add_argument(
+        "--goals",
+        action="store_true",
+        help="measure the speed goals instead, each as a ratio in this one run: one more epoch against the NumPy "
+        "floor, the whole run against importing TensorFlow, a 12 x 3 sweep against plain keras-tuner, the example "
+        "sweep, peak memory of 100 trials against 10 (several minutes)",
+    )
+    p.add_argument(
+        "--reproduce",
+        action="store_true",
+        help="sweep CONFIG (packed), then train every trial's saved config alone: the largest differences in "
+        "validation and test accuracy (minutes)",
     )
     p.add_argument(
         "--costs",
@@ -208,6 +223,10 @@ def class_counts(text: str) -> tuple[int, ...]:
 
 def _check_modes(args: argparse.Namespace) -> tuple[int, ...]:
     """The class counts for --costs, after refusing flags that the chosen mode would ignore."""
+    if sum(map(bool, (args.goals, args.reproduce, args.costs or args.sweep))) > 1:
+        raise TfsoftmaxError(
+            "bench: --goals, --reproduce and --costs/--sweep each measure alone; choose one", CONFIG_ERROR
+        )
     if not args.costs:
         if args.classes is not None:
             raise TfsoftmaxError(
@@ -274,7 +293,17 @@ def command(args: argparse.Namespace) -> int:
         "lr": config.train.lr,
         "machine": machine,
     }
-    if args.costs:
+    if args.reproduce:
+        from tfsoftmax import bench_goals
+
+        report["reproduce"] = bench_goals.reproduce(args.config, _progress)
+        text, out = bench_goals.format_reproduce(report["reproduce"]), Path(args.out or DEFAULT_REPRODUCE_OUT)
+    elif args.goals:
+        from tfsoftmax import bench_goals
+
+        report["goals"] = bench_goals.measure(args.config, _progress)
+        text, out = bench_goals.format_goals(report["goals"]), Path(args.out or DEFAULT_GOALS_OUT)
+    elif args.costs:
         # The costs train on the whole training set: the validation split plays no part in a timing.
         report["train_examples"] = len(dataset.train_y)
         text, report["costs"] = measure_costs(dataset, config, args.epochs, classes, _progress)

@@ -125,17 +125,18 @@ def time_eager(dataset: Dataset, splits: Splits, config: Config, epochs: int) ->
     return MethodResult(warmup_s=times[0], epoch_s=times[1:], test_accuracy=_test_accuracy(model, splits))
 
 
-def _one_blas_thread() -> contextlib.AbstractContextManager:
-    """The floor on one BLAS thread: on a busy machine OpenBLAS's extra threads spin against everything
-    else and make the floor's epochs erratic. threadpoolctl (via scikit-learn) is optional."""
+def _blas_threads(threads: int | None) -> contextlib.AbstractContextManager:
+    """The floor on `threads` BLAS threads (None: OpenBLAS's default). On a busy machine OpenBLAS's extra
+    threads spin against everything else and make the floor's epochs erratic, so one is the default.
+    threadpoolctl (via scikit-learn) is optional."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    return contextlib.nullcontext() if threads is None else threadpool_limits(threads, user_api="blas")
 
 
-def numpy_sgd(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> MethodResult:
+def numpy_sgd(dataset: Dataset, splits: Splits, config: Config, epochs: int, threads: int | None = 1) -> MethodResult:
     """The floor: the same model, loss and minibatch SGD in NumPy, shuffled indices gathered per batch."""
     import numpy as np
 
@@ -147,7 +148,7 @@ def numpy_sgd(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> 
     b = np.zeros(classes, np.float32)
     lr, batch = np.float32(config.train.lr), config.data.batch_size
     times = []
-    with _one_blas_thread():
+    with _blas_threads(threads):
         for _ in range(epochs + 1):
             start = time.perf_counter()
             order = rng.permutation(len(x))

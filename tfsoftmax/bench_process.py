@@ -35,20 +35,38 @@ SWEEP_EPOCHS = 3
 SWEEP_WORKERS = (1, 2)
 
 
-def _child(argv: list[str]) -> float:
-    """Run `python -m tfsoftmax ARGV`; its wall time, or its last error line as a TfsoftmaxError."""
+@dataclasses.dataclass(frozen=True)
+class Child:
+    """A finished child process as the user waits for it: wall time, peak memory, what it printed."""
+
+    wall_s: float
+    peak_rss_mb: float
+    stdout: str
+
+
+def run_child(argv: list[str], what: str) -> Child:
+    """Run `argv` (a whole command); its wall time and its own peak RSS (`wait4`: this child's, not the
+    largest of all children), or its last error line as a TfsoftmaxError naming `what`."""
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfsoftmax", *argv],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=err, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise TfsoftmaxError(f"bench: `tfsoftmax {argv[0]}` exited with {proc.returncode}: {last}", RUNTIME_ERROR)
-    return wall
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
+        raise TfsoftmaxError(f"bench: `{what}` exited with {proc.returncode}: {last}", RUNTIME_ERROR)
+    return Child(wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024, stdout=stdout)
+
+
+def _child(argv: list[str]) -> float:
+    """Run `python -m tfsoftmax ARGV`; its wall time."""
+    return run_child([sys.executable, "-m", "tfsoftmax", *argv], f"tfsoftmax {argv[0]}").wall_s
 
 
 def whole_run(config_path: str, overrides: list[str], report: Callable[[str], None]) -> dict[str, Any]:

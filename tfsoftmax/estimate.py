@@ -20,6 +20,10 @@ from tfsoftmax.loader import override
 # What a trial costs beyond its epochs: resetting the model, a new input pipeline, keras-tuner's trial
 # files and best-epoch checkpoint, the HParams records, saving model.keras (see the README's speed section).
 TRIAL_OVERHEAD_S = 1.2
+# A packed trial's own writes (its files and HParams at the start, model.keras at the end), and each of its
+# epochs' record, checkpoint and TensorBoard writes (see the README's speed section).
+PACKED_TRIAL_OVERHEAD_S = 0.15
+PACKED_EPOCH_WRITES_S = 0.01
 STEPS_TIMED = 500  # per batch size: enough for a steady rate, few enough that batch size 1 takes seconds
 HYPERBAND_FACTOR = 3  # keras-tuner's default, which the Hyperband tuner is given
 
@@ -94,6 +98,52 @@ def whole_epoch_s(
     return scaled + first - later, scaled
 
 
+def pack_epoch_s(config: Config, splits: data_lib.Splits, size: int) -> tuple[float, float]:
+    """(first pass, later pass) seconds of a pack of `size` trials at the space's batch sizes (`packing`),
+    validation included, on random inputs: at most STEPS_TIMED micro-batches, scaled to the real epoch."""
+    import numpy as np
+
+    from tfsoftmax.pack import Member, Pack
+    from tfsoftmax.packing import family
+
+    sizes = batch_sizes(config)
+    rng = np.random.default_rng(0)
+    n_train, (x, _) = len(splits.train[1]), splits.train
+    timed = min(n_train, math.gcd(*sizes) * STEPS_TIMED)
+    fake = rng.random((timed, *x.shape[1:]), dtype=np.float32), rng.integers(0, 10, timed).astype(np.int32)
+    start = np.zeros((math.prod(x.shape[1:]), 10), np.float32), np.zeros(10, np.float32)
+    members = [Member(0.01, sizes[i % len(sizes)]) for i in range(size)]
+    pack = Pack(fake, config.train.seed, members, family(config), [start] * size)
+    times = []
+    for epoch in range(2):
+        began = time.perf_counter()
+        pack.epoch(epoch)
+        if splits.val is not None:
+            pack.evaluate(*splits.val)
+        times.append(time.perf_counter() - began)
+    scaled = times[1] * n_train / timed
+    return scaled + times[0] - times[1], scaled
+
+
+def _packed_estimate(config: Config, splits: data_lib.Splits, trials: int, startup: float) -> list[str]:
+    from tfsoftmax.packing import packable
+
+    if not packable(config) or trials < 2:
+        return []
+    size = min(config.sweep.pack, trials)
+    first, later = pack_epoch_s(config, splits, size)
+    packs, epochs = math.ceil(trials / size), config.trial_epochs
+    per_trial = PACKED_TRIAL_OVERHEAD_S + epochs * PACKED_EPOCH_WRITES_S
+    total = startup + packs * (first + (epochs - 1) * later) + trials * per_trial
+    return [
+        f"measured pack of {size} trials (micro-batch {math.gcd(*batch_sizes(config))}): {later:.2f} s a pass "
+        f"for all of them, {first - later:.1f} s compiling each pack",
+        f"estimated time: {total / 60:.1f} min ({total:.0f} s) for the whole command, packed "
+        f"({packs} pack(s) x {epochs} epochs, +{per_trial:.2f} s of writes per trial, +{startup:.1f} s start-up "
+        "and data); trials of other optimizer families or seeds form packs of their own",
+    ]
+
+
 def describe(config: Config) -> str:
     """The --dry-run report: space, trial count, measured epoch times and the estimated wall time."""
     started = time.perf_counter()
@@ -113,6 +163,9 @@ def describe(config: Config) -> str:
     # TensorFlow's import and the data's loading, which the sweep pays too (the interpreter's own start
     # before `describe` is not counted).
     startup = time.perf_counter() - started
+    packed = _packed_estimate(config, splits, trials, startup)
+    if packed:
+        return "\n".join(lines + packed)
     measured = {b: whole_epoch_s(config, dataset, splits, b) for b in batch_sizes(config)}
     lines.append(
         "measured whole epoch (training, validation, record, checkpoint, TensorBoard): "

@@ -294,10 +294,12 @@ class LeasingServicer(oracle_chief.OracleServicer):
             return super().UpdateSpace(request, context)
 
     def done(self) -> bool:
-        """Every worker was told to stop and no trial is held: what keras-tuner's chief waits for."""
+        """Every worker was told to stop and no trial is held: what keras-tuner's chief waits for. A worker
+        stops once its own id is told to; the ids of its other pack slots are never asked again."""
         with self.lock:
             self.expire()
-            return self.stop_triggered and not self.oracle.ongoing_trials and not self.oracle.tuner_ids
+            searching = [t for t in self.oracle.tuner_ids if owner(t) == t]
+            return self.stop_triggered and not self.oracle.ongoing_trials and not searching
 
 
 def serve(oracle: Any, leases: Leases, stopped: Callable[[], bool]) -> None:
