@@ -212,14 +212,19 @@ def preprocess(images: np.ndarray, scale: bool) -> np.ndarray:
 def split(dataset: Dataset, cfg: DataConfig) -> Splits:
     """Carve the validation split from train with `shuffle_seed`; fraction 0 trains on all of train and
     validates on nothing, so no curve labelled validation is ever a test curve."""
-    train_x = preprocess(dataset.train_x, cfg.scale)
     test = (preprocess(dataset.test_x, cfg.scale), dataset.test_y)
     if cfg.validation_fraction == 0:
-        return Splits(train=(train_x, dataset.train_y), val=None, test=test)
-    order = np.random.default_rng(cfg.shuffle_seed).permutation(len(train_x))
-    n_val = max(1, round(len(train_x) * cfg.validation_fraction))
+        return Splits(train=(preprocess(dataset.train_x, cfg.scale), dataset.train_y), val=None, test=test)
+    order = np.random.default_rng(cfg.shuffle_seed).permutation(len(dataset.train_x))
+    n_val = max(1, round(len(dataset.train_x) * cfg.validation_fraction))
     val, train = order[:n_val], order[n_val:]
-    return Splits(train=(train_x[train], dataset.train_y[train]), val=(train_x[val], dataset.train_y[val]), test=test)
+    # Rows picked from the uint8 images, then converted: a quarter of the bytes to move, the same floats.
+    x = dataset.train_x
+    return Splits(
+        train=(preprocess(x[train], cfg.scale), dataset.train_y[train]),
+        val=(preprocess(x[val], cfg.scale), dataset.train_y[val]),
+        test=test,
+    )
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

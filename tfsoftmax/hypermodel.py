@@ -45,6 +45,7 @@ class HyperModel(keras_tuner.HyperModel):
         super().__init__()
         self.config, self.dataset, self.splits, self.stop = config, dataset, splits, stop
         self.traced: dict[tuple, keras.Model] = {}
+        self.initial: dict[tuple, list] = {}
 
     def starting_model(self, trial_config: Config) -> keras.Model:
         """A fresh model's starting state, in a model this process already traced where there is one."""
@@ -52,6 +53,26 @@ class HyperModel(keras_tuner.HyperModel):
         fresh = build_model(self.dataset.image_shape, self.dataset.num_classes, trial_config.model, trial_config.train)
         model = self.traced.setdefault(graph_key(trial_config.model, trial_config.train), fresh)
         return model if model is fresh else reset_to(model, fresh)
+
+    def initial_weights(self, trial_config: Config) -> list:
+        """A fresh model's weights for the trial, built once per seed and initializer (packed trials)."""
+        key = (trial_config.train.seed, trial_config.model.init_stddev)
+        if key not in self.initial:
+            self.initial[key] = self.starting_model(trial_config).get_weights()
+        return self.initial[key]
+
+    def holding(self, trial_config: Config, weights: list) -> keras.Model:
+        """A model of the trial's graph and learning rate holding `weights`, with no optimizer state: what a
+        packed trial saves as its model.keras."""
+        key = graph_key(trial_config.model, trial_config.train)
+        if key not in self.traced:
+            self.starting_model(trial_config)  # builds one and keeps it
+        model = self.traced[key]
+        model.set_weights(weights)
+        for variable in model.optimizer.variables:
+            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+        model.optimizer.learning_rate = trial_config.train.lr
+        return model
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         # Every swept key is declared here, so even the first trial's HParams record holds them all.

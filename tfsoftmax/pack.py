@@ -68,28 +68,43 @@ class Pack(tf.Module):
         super().__init__()
         x, y = train
         self.n, self.seed, self.family, self.size = len(x), seed, family, len(members)
-        self.x = data_lib.as_tensor(x.reshape(len(x), -1))
+        # The arrays' TensorFlow copies are shared by every pack of the process (`as_tensor`).
+        self.x = tf.reshape(data_lib.as_tensor(x), (len(x), -1))
         self.y = data_lib.as_tensor(y)
         self.classes = weights[0][0].shape[1]
-        self.micro = math.gcd(*(m.batch_size for m in members))
+        self.micro = micro_batch(members)
         self.micros = data_lib.steps_per_epoch(self.n, self.micro)
-
-        def per_trial(values: Sequence[float], shape: tuple[int, ...] = (1, -1, 1)) -> tf.Tensor:
-            return tf.reshape(tf.constant(values, tf.float32), shape)
-
-        self.lr = per_trial([m.lr for m in members])
-        self.momentum = per_trial([m.momentum for m in members])
-        self.decay = per_trial([m.weight_decay for m in members])
         self.decays = any(m.weight_decay for m in members)
-        self.half_decay = per_trial([m.weight_decay / 2 for m in members], (-1,))
-        self.every = tf.constant([m.batch_size // self.micro for m in members], tf.int32)
+        # Per-trial values are variables, so the next pack of this shape reuses the compiled pass (`engine`).
+        self.lr, self.momentum, self.decay = (tf.Variable(tf.zeros((1, self.size, 1))) for _ in range(3))
+        self.half_decay = tf.Variable(tf.zeros(self.size))
+        self.every = tf.Variable(tf.ones(self.size, tf.int32))
         # (inputs, trials, classes), used as (inputs, trials * classes); the bias as (1, trials, classes).
-        self.kernel = tf.Variable(np.stack([w for w, _ in weights], axis=1).astype(np.float32))
-        self.bias = tf.Variable(np.stack([b for _, b in weights])[None].astype(np.float32))
+        self.kernel = tf.Variable(tf.zeros((self.x.shape[1], self.size, self.classes)))
+        self.bias = tf.Variable(tf.zeros((1, self.size, self.classes)))
         names = ("m", "v") if family == "adam" else ("v",)
         self.slots = {f"{n}/{part}": tf.Variable(tf.zeros_like(var)) for n in names for part, var in self.parts()}
         self.steps = tf.Variable(tf.zeros(self.size, tf.int64))
         self.active = tf.Variable(tf.ones(self.size, tf.bool))
+        self.reset(members, weights)
+
+    def reset(self, members: Sequence[Member], weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Start `members` from `weights` with fresh optimizer state."""
+
+        def per_trial(values: list[float]) -> np.ndarray:
+            return np.asarray(values, np.float32).reshape(1, -1, 1)
+
+        self.lr.assign(per_trial([m.lr for m in members]))
+        self.momentum.assign(per_trial([m.momentum for m in members]))
+        self.decay.assign(per_trial([m.weight_decay for m in members]))
+        self.half_decay.assign([m.weight_decay / 2 for m in members])
+        self.every.assign([m.batch_size // self.micro for m in members])
+        self.kernel.assign(np.stack([w for w, _ in weights], axis=1).astype(np.float32))
+        self.bias.assign(np.stack([b for _, b in weights])[None].astype(np.float32))
+        for slot in self.slots.values():
+            slot.assign(tf.zeros_like(slot))
+        self.steps.assign(tf.zeros(self.size, tf.int64))
+        self.active.assign(tf.ones(self.size, tf.bool))
 
     def parts(self) -> list[tuple[str, tf.Variable]]:
         return [("kernel", self.kernel), ("bias", self.bias)]
@@ -198,15 +213,10 @@ class Pack(tf.Module):
         return tf.reduce_sum(ce, axis=0), tf.reduce_sum(hits, axis=0)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every trial's loss (with its penalty, as Keras' `val_loss`) and accuracy on (x, y)."""
-        loss, hits = np.zeros(self.size), np.zeros(self.size)
-        for i in range(0, len(x), data_lib.EVAL_BATCH):
-            part_loss, part_hits = self._evaluate(
-                tf.constant(x[i : i + data_lib.EVAL_BATCH]), tf.constant(y[i : i + data_lib.EVAL_BATCH])
-            )
-            loss += part_loss.numpy()
-            hits += part_hits.numpy()
-        return loss / len(x) + self._penalty().numpy(), hits / len(x)
+        """Every trial's loss (with its penalty, as Keras' `val_loss`) and accuracy on (x, y), in one call:
+        one trace for the whole split, which costs little memory at a linear model's size."""
+        loss, hits = self._evaluate(data_lib.as_tensor(x), data_lib.as_tensor(y))
+        return loss.numpy() / len(x) + self._penalty().numpy(), hits.numpy() / len(x)
 
     def weights(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Trial `i`'s kernel and bias, as a Keras Dense layer holds them."""
@@ -230,3 +240,33 @@ class Pack(tf.Module):
     def stop(self, i: int) -> None:
         """Trial `i` takes no more updates (finished, stopped early or diverged); the others go on."""
         self.active[i].assign(False)
+
+
+def micro_batch(members: Sequence[Member]) -> int:
+    """The largest micro-batch every member's batch size is a whole number of."""
+    return math.gcd(*(m.batch_size for m in members))
+
+
+_ENGINES: dict[tuple, Pack] = {}
+_ENGINES_KEPT = 2  # each holds a compiled pass; a sweep's packs mostly share one shape
+
+
+def engine(
+    train: tuple[np.ndarray, np.ndarray],
+    seed: int,
+    members: Sequence[Member],
+    family: str,
+    weights: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> Pack:
+    """A pack for `members`, reusing (reset) one this process built for the same shape: a new one costs a
+    compilation, and the compiled passes TensorFlow keeps would grow the process with every pack."""
+    decays = any(m.weight_decay for m in members)
+    key = (id(data_lib.as_tensor(train[0])), len(train[0]), seed, family, len(members), micro_batch(members), decays)
+    found = _ENGINES.get(key)
+    if found is not None:
+        found.reset(members, weights)
+        return found
+    while len(_ENGINES) >= _ENGINES_KEPT:
+        _ENGINES.pop(next(iter(_ENGINES)))
+    made = _ENGINES[key] = Pack(train, seed, members, family, weights)
+    return made

@@ -21,7 +21,7 @@ from tfsoftmax.config import Config
 from tfsoftmax.errors import INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import ensure_space, reported_writes
 from tfsoftmax.loader import override
-from tfsoftmax.pack import Member, Pack
+from tfsoftmax.pack import Member, Pack, engine
 from tfsoftmax.results import config_for
 
 MONITOR = "val_accuracy"  # what early stopping watches, as `callbacks.EarlyStopping`
@@ -176,9 +176,8 @@ def end(tuner: Any, t: PackedTrial, weights: list[np.ndarray] | None, started: f
     finished before an interruption; then end it in the oracle."""
     t.close()
     if not t.finished_before:
-        model = tuner.hypermodel.starting_model(t.config)
-        model.set_weights(t.best_weights if t.patience and t.best_weights is not None else weights)
-        train.finish_trial(model, t, t.run_dir, started)
+        kept = t.best_weights if t.patience and t.best_weights is not None else weights
+        train.finish_trial(tuner.hypermodel.holding(t.config, kept), t, t.run_dir, started)
     t.ended = True
     kt_private.set_outcome(t.trial, None if t.divergence is None else f"diverged: {t.divergence['reason']}")
     tuner.on_trial_end(t.trial)
@@ -197,13 +196,9 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
     live = [t for t in trials if not t.done]
     if not live:
         return
-    weights = []
-    for t in live:
-        w = hypermodel.starting_model(t.config).get_weights()
-        weights.append((w[0], w[1]))
-    pack = Pack(
-        splits.train, live[0].config.train.seed, [member(t.config) for t in live], family(live[0].config), weights
-    )
+    starts = [hypermodel.initial_weights(t.config) for t in live]
+    members, first = [member(t.config) for t in live], live[0].config
+    pack = engine(splits.train, first.train.seed, members, family(first), [(w[0], w[1]) for w in starts])
     for i, t in enumerate(live):
         if t.state is not None:
             pack.load(i, t.state)
@@ -217,6 +212,7 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
             result = pack.epoch(epoch)
             trained = time.perf_counter()
             val = pack.evaluate(*splits.val) if splits.val is not None else None
+            stepped = []
             for i, t in enumerate(live):
                 if t.done:
                     continue
@@ -234,7 +230,12 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
                 if val is not None:
                     logs.update(val_loss=val[0][i], val_accuracy=val[1][i])
                 logs.update(learning_rate=t.config.train.lr, examples_per_second=pack.n / (trained - began))
-                _epoch_end(pack, i, t, epoch, logs, result.steps[i], began)
+                _log_epoch(pack, i, t, epoch, logs, int(result.steps[i]))
+                stepped.append((i, t, logs))
+            # The pack's whole pass for all its trials: training, validation, their TensorBoard writes.
+            elapsed = time.perf_counter() - began
+            for i, t, logs in stepped:
+                _save_epoch(pack, i, t, epoch, elapsed)
                 report(tuner, t, epoch, logs)
                 if t.done:
                     pack.stop(i)
@@ -242,29 +243,50 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
             epoch += 1
 
 
-def _epoch_end(
-    pack: Pack, i: int, t: PackedTrial, epoch: int, logs: dict[str, float], steps: int, began: float
-) -> None:
-    """A trial's epoch written as a run's: TensorBoard scalars and histograms, record, checkpoint."""
+def _summaries(writer: Any, step: int, protos: list[Any]) -> None:
+    """Summary protos written as one event: built in NumPy, they cost no TensorFlow op per value. Two
+    serialized Summary messages joined are one Summary with both's values (protobuf merges them)."""
+    with writer.as_default():
+        tf.summary.experimental.write_raw_pb(b"".join(proto.SerializeToString() for proto in protos), step=step)
+
+
+def _scalar(tag: str, value: float) -> Any:
+    """A scalar summary as `tf.summary.scalar` writes it (TensorBoard's scalars plugin), built in NumPy."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.scalar import metadata
+    from tensorboard.util import tensor_util
+
+    value_pb = summary_pb2.Summary.Value(
+        tag=tag,
+        tensor=tensor_util.make_tensor_proto(np.float32(value)),
+        metadata=metadata.create_summary_metadata(display_name=tag, description=""),
+    )
+    return summary_pb2.Summary(value=[value_pb])
+
+
+def _log_epoch(pack: Pack, i: int, t: PackedTrial, epoch: int, logs: dict[str, float], steps: int) -> None:
+    """A trial's epoch in its history and TensorBoard, under the tags Keras' TensorBoard callback writes."""
+    from tensorboard.plugins.histogram.summary_v2 import histogram_pb
+
     ensure_space(t.run_dir)
     kernel, bias = pack.weights(i)
     t.end_epoch(epoch, logs, [kernel, bias])
-    t.history.setdefault("steps", []).append(int(steps))
+    t.history.setdefault("steps", []).append(steps)
     with reported_writes(t.run_dir):
-        with t.board("train").as_default():
-            for name in ("loss", "accuracy", "learning_rate", "examples_per_second"):
-                tf.summary.scalar(f"epoch_{name}", logs[name], step=epoch)
-            if t.config.logging.histograms:
-                tf.summary.histogram("dense/kernel/histogram", kernel, step=epoch)
-                tf.summary.histogram("dense/bias/histogram", bias, step=epoch)
+        train = [_scalar(f"epoch_{n}", logs[n]) for n in ("loss", "accuracy", "learning_rate", "examples_per_second")]
+        if t.config.logging.histograms:
+            train += [histogram_pb("dense/kernel/histogram", kernel), histogram_pb("dense/bias/histogram", bias)]
+        _summaries(t.board("train"), epoch, train)
         if "val_loss" in logs:
-            with t.board("validation").as_default():
-                tf.summary.scalar("epoch_loss", logs["val_loss"], step=epoch)
-                tf.summary.scalar("epoch_accuracy", logs["val_accuracy"], step=epoch)
-        elapsed = time.perf_counter() - began
-        t.history.setdefault("time_s", []).append(elapsed)
-        with t.board("train").as_default():
-            tf.summary.scalar("epoch_time_s", elapsed, step=epoch)
+            validation = [_scalar("epoch_loss", logs["val_loss"]), _scalar("epoch_accuracy", logs["val_accuracy"])]
+            _summaries(t.board("validation"), epoch, validation)
+
+
+def _save_epoch(pack: Pack, i: int, t: PackedTrial, epoch: int, elapsed: float) -> None:
+    """The epoch's time, then the record and the checkpoint a resumed sweep continues from."""
+    t.history.setdefault("time_s", []).append(elapsed)
+    with reported_writes(t.run_dir):
+        _summaries(t.board("train"), epoch, [_scalar("epoch_time_s", elapsed)])
         t.write(status="running")
         checkpoint.save_arrays(
             t.run_dir,
