@@ -245,3 +245,37 @@ def test_an_interrupted_packed_sweep_resumes_with_no_trial_repeated(
     assert sorted(oracle["end_order"]) == ["0", "1", "2", "3"]  # each trial ended once: none repeated
     again = subprocess.run(tfsoftmax_command("sweep", str(path)), env=child_env(), capture_output=True, text=True)
     assert again.returncode == 0 and "trial 1/4" not in again.stdout  # a finished sweep trains nothing
+
+
+def test_packed_trials_log_what_trials_trained_alone_log(write_config: Callable[..., Path]) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = {}
+    for pack in (1, 2):
+        path = sweep_file(
+            write_config, '"train.lr" = { values = [0.1, 0.2] }', trials=2, epochs=2, algorithm="grid", pack=pack
+        )
+        config = override(load_config(path), {"logging.experiment": f"tags{pack}"})
+        tune.search(config)
+        trial = tune.sweep_dir(config) / "1" / "execution0"
+        found = {}
+        for run in ("train", "validation"):
+            events = EventAccumulator(str(trial / run), size_guidance={"tensors": 0})
+            events.Reload()
+            found[run] = {t: len(events.Tensors(t)) for t in events.Tags()["tensors"]}
+        tags[pack] = found
+    assert tags[2]["train"] == tags[1]["train"]  # scalars and histograms, one value per epoch
+    # Keras also logs its validation metrics against optimizer steps; every epoch tag is there packed too.
+    assert {t: n for t, n in tags[1]["validation"].items() if t.startswith("epoch_")} == tags[2]["validation"]
+
+
+def test_a_bayesian_sweep_asks_for_its_random_initial_points_first(write_config: Callable[..., Path]) -> None:
+    config = load_config(
+        sweep_file(
+            write_config, '"train.lr" = { min = 0.01, max = 0.5, sampling = "log" }', trials=6, algorithm="bayesian"
+        )
+    )
+    tune.search(config)
+    packs = {tuple(r["packed"]["trials"]) for r in trial_records(tune.sweep_dir(config)).values()}
+    # 3 initial points for one swept key (keras-tuner's 3 x dimensions), then the guided rest in one round.
+    assert sorted(packs) == [("0", "1", "2"), ("3", "4", "5")]

@@ -7,6 +7,7 @@ Each runs one warm-up epoch (tracing, allocation) before the timed ones.
 from __future__ import annotations
 
 import contextlib
+import statistics
 import sys
 import tempfile
 import time
@@ -168,3 +169,42 @@ def numpy_sgd(dataset: Dataset, splits: Splits, config: Config, epochs: int, thr
     test_x, test_y = splits.test
     predicted = (test_x.reshape(len(test_x), -1) @ w + b).argmax(axis=1)
     return MethodResult(warmup_s=times[0], epoch_s=times[1:], test_accuracy=float((predicted == test_y).mean()))
+
+
+def bookkeeping(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> dict[str, float]:
+    """Median whole-epoch seconds of a run's `model.fit`, adding one per-epoch writer at a time: training and
+    validation alone, then the record and checkpoint (what `--resume` needs), TensorBoard's scalars, its
+    weight histograms, and the progress lines."""
+    from tfsoftmax import data as data_lib
+    from tfsoftmax import train
+    from tfsoftmax.callbacks import EpochStats, RunRecord
+
+    train_ds = data_lib.train_batches(*splits.train, config.data.batch_size, config.train.seed)
+    val_ds = data_lib.eval_batches(*splits.val) if splits.val is not None else None
+    steps = (
+        "training and validation",
+        "+ record and checkpoint",
+        "+ TensorBoard scalars",
+        "+ histograms",
+        "+ progress",
+    )
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="tfsoftmax-bench-") as tmp, contextlib.redirect_stdout(sys.stderr):
+        for i, step in enumerate(steps):
+            folder = Path(tmp) / str(i)
+            folder.mkdir()
+            model = _build(dataset, config)
+            stats = EpochStats(len(splits.train[1]))
+            callbacks: list = [stats]
+            if i >= 1:
+                callbacks.append(RunRecord(folder, epochs + 1, 0, None, stats, None))
+            if i >= 2:
+                histograms = config.logging.histograms and i >= 3
+                tb = train.tensorboard_callback(folder, config)
+                tb.histogram_freq = int(histograms)
+                callbacks.append(tb)
+            model.fit(
+                train_ds, validation_data=val_ds, epochs=epochs + 1, verbose=2 if i >= 4 else 0, callbacks=callbacks
+            )
+            out[step] = statistics.median(stats.times[1:])
+    return out

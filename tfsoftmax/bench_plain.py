@@ -1,8 +1,10 @@
 """The peer `tfsoftmax bench --goals` times tfsoftmax's sweep against: the same random search written the
-keras-io way, with nothing of tfsoftmax but the data arrays. A plain keras-tuner `HyperModel` whose `fit`
-picks the batch size, Keras' TensorBoard callback, a 10% validation split, the data as NumPy arrays.
+keras-io way, with nothing of tfsoftmax but the config's data arrays and splits (the same train and
+validation images as tfsoftmax's sweep). A plain keras-tuner `HyperModel` whose `fit` picks the batch size,
+Keras' TensorBoard callback, the data as NumPy arrays.
 
-Run as `python -m tfsoftmax.bench_plain ROOT TRIALS EPOCHS SEED`; prints the best validation accuracy as JSON.
+Run as `python -m tfsoftmax.bench_plain CONFIG ROOT TRIALS EPOCHS SEED`; prints the best validation
+accuracy as JSON.
 """
 
 from __future__ import annotations
@@ -16,20 +18,19 @@ LR_RANGE = (1e-3, 1.0)
 
 
 def main(argv: list[str]) -> int:
-    root, trials, epochs, seed = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
+    """Search, print the best trial's score; 0 on success."""
+    config_path, root, trials, epochs, seed = argv[0], argv[1], int(argv[2]), int(argv[3]), int(argv[4])
     import keras
     import keras_tuner
-    import numpy as np
 
     from tfsoftmax import data as data_lib
-    from tfsoftmax.config import DataConfig
+    from tfsoftmax.loader import load_config
 
-    dataset = data_lib.load_dataset(DataConfig())
-    x = dataset.train_x.astype(np.float32) / 255.0
-    y = dataset.train_y
-    order = np.random.default_rng(seed).permutation(len(x))
-    n_val = len(x) // 10
-    val, train = order[:n_val], order[n_val:]
+    config = load_config(config_path)
+    dataset = data_lib.load_dataset(config.data)
+    splits = data_lib.split(dataset, config.data)
+    (x, y), (x_val, y_val) = splits.train, splits.val
+    stddev, classes = config.model.init_stddev, dataset.num_classes
 
     class SoftmaxRegression(keras_tuner.HyperModel):
         def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> int:
                 [
                     keras.Input(shape=x.shape[1:]),
                     keras.layers.Flatten(),
-                    keras.layers.Dense(10, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01)),
+                    keras.layers.Dense(classes, kernel_initializer=keras.initializers.RandomNormal(stddev=stddev)),
                 ]
             )
             lr = hp.Float("lr", *LR_RANGE, sampling="log")
@@ -61,10 +62,10 @@ def main(argv: list[str]) -> int:
         overwrite=True,
     )
     tuner.search(
-        x[train],
-        y[train],
+        x,
+        y,
         epochs=epochs,
-        validation_data=(x[val], y[val]),
+        validation_data=(x_val, y_val),
         callbacks=[keras.callbacks.TensorBoard(f"{root}/tensorboard")],
         verbose=0,
     )

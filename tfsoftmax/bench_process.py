@@ -44,24 +44,37 @@ class Child:
     stdout: str
 
 
+# Linux starts a forked child's peak RSS at its parent's size (the copied address space's high-water mark
+# survives the exec), and the bench holds TensorFlow and the data: a small Python process starts the
+# command instead and reports the command's own peak through wait4.
+_MEASURED_BY = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_child(argv: list[str], what: str) -> Child:
-    """Run `argv` (a whole command); its wall time and its own peak RSS (`wait4`: this child's, not the
-    largest of all children), or its last error line as a TfsoftmaxError naming `what`."""
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(
-            argv, stdout=out, stderr=err, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    if proc.returncode != 0:
-        last = (stderr.strip().splitlines() or ["no output"])[-1]
-        raise TfsoftmaxError(f"bench: `{what}` exited with {proc.returncode}: {last}", RUNTIME_ERROR)
-    return Child(wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024, stdout=stdout)
+    """Run `argv` (a whole command); its wall time and its own peak RSS, or its last error line as a
+    TfsoftmaxError naming `what`."""
+    with tempfile.TemporaryDirectory(prefix="tfsoftmax-bench-child-") as tmp:
+        rss, out, err = Path(tmp) / "rss", Path(tmp) / "out", Path(tmp) / "err"
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        with out.open("w") as stdout, err.open("w") as stderr:
+            start = time.perf_counter()
+            code = subprocess.call(
+                [sys.executable, "-c", _MEASURED_BY, str(rss), *argv], stdout=stdout, stderr=stderr, env=env
+            )
+            wall = time.perf_counter() - start
+        if code != 0:
+            last = (err.read_text().strip().splitlines() or ["no output"])[-1]
+            raise TfsoftmaxError(f"bench: `{what}` exited with {code}: {last}", RUNTIME_ERROR)
+        return Child(wall_s=wall, peak_rss_mb=int(rss.read_text()) / 1024, stdout=out.read_text())
 
 
 def _child(argv: list[str]) -> float:

@@ -98,21 +98,23 @@ def whole_epoch_s(
     return scaled + first - later, scaled
 
 
-def pack_epoch_s(config: Config, splits: data_lib.Splits, size: int) -> tuple[float, float]:
+def pack_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits, size: int) -> tuple[float, float]:
     """(first pass, later pass) seconds of a pack of `size` trials at the space's batch sizes (`packing`),
     validation included, on random inputs: at most STEPS_TIMED micro-batches, scaled to the real epoch."""
     import numpy as np
 
-    from tfsoftmax.pack import Member, Pack
+    from tfsoftmax.pack import Pack
+    from tfsoftmax.packed_trial import member
     from tfsoftmax.packing import family
 
     sizes = batch_sizes(config)
     rng = np.random.default_rng(0)
-    n_train, (x, _) = len(splits.train[1]), splits.train
+    n_train, classes = len(splits.train[1]), dataset.num_classes
     timed = min(n_train, math.gcd(*sizes) * STEPS_TIMED)
-    fake = rng.random((timed, *x.shape[1:]), dtype=np.float32), rng.integers(0, 10, timed).astype(np.int32)
-    start = np.zeros((math.prod(x.shape[1:]), 10), np.float32), np.zeros(10, np.float32)
-    members = [Member(0.01, sizes[i % len(sizes)]) for i in range(size)]
+    shape = splits.train[0].shape[1:]
+    fake = rng.random((timed, *shape), dtype=np.float32), rng.integers(0, classes, timed).astype(np.int32)
+    start = np.zeros((math.prod(shape), classes), np.float32), np.zeros(classes, np.float32)
+    members = [member(override(config, {"data.batch_size": sizes[i % len(sizes)]})) for i in range(size)]
     pack = Pack(fake, config.train.seed, members, family(config), [start] * size)
     times = []
     for epoch in range(2):
@@ -125,23 +127,19 @@ def pack_epoch_s(config: Config, splits: data_lib.Splits, size: int) -> tuple[fl
     return scaled + times[0] - times[1], scaled
 
 
-def _packed_estimate(config: Config, splits: data_lib.Splits, trials: int, startup: float) -> list[str]:
-    from tfsoftmax.packing import packable
-
-    if not packable(config) or trials < 2:
-        return []
+def _packed_estimate(config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits, trials: int) -> tuple:
+    """(seconds, what they are made of) for a packed sweep: packs of one shape share one compilation."""
     size = min(config.sweep.pack, trials)
-    first, later = pack_epoch_s(config, splits, size)
+    first, later = pack_epoch_s(config, dataset, splits, size)
     packs, epochs = math.ceil(trials / size), config.trial_epochs
     per_trial = PACKED_TRIAL_OVERHEAD_S + epochs * PACKED_EPOCH_WRITES_S
-    total = startup + packs * (first + (epochs - 1) * later) + trials * per_trial
-    return [
-        f"measured pack of {size} trials (micro-batch {math.gcd(*batch_sizes(config))}): {later:.2f} s a pass "
-        f"for all of them, {first - later:.1f} s compiling each pack",
-        f"estimated time: {total / 60:.1f} min ({total:.0f} s) for the whole command, packed "
-        f"({packs} pack(s) x {epochs} epochs, +{per_trial:.2f} s of writes per trial, +{startup:.1f} s start-up "
-        "and data); trials of other optimizer families or seeds form packs of their own",
-    ]
+    seconds = (first - later) + packs * epochs * later + trials * per_trial
+    how = (
+        f"measured pack of {size} trials (micro-batch {math.gcd(*batch_sizes(config))}): {later:.2f} s a pass for "
+        f"all of them, {first - later:.1f} s compiling; {packs} pack(s) x {epochs} epochs, +{per_trial:.2f} s of "
+        "writes per trial; trials of other optimizer families or seeds form packs of their own"
+    )
+    return seconds, how
 
 
 def describe(config: Config) -> str:
@@ -163,9 +161,17 @@ def describe(config: Config) -> str:
     # TensorFlow's import and the data's loading, which the sweep pays too (the interpreter's own start
     # before `describe` is not counted).
     startup = time.perf_counter() - started
-    packed = _packed_estimate(config, splits, trials, startup)
-    if packed:
-        return "\n".join(lines + packed)
+    from tfsoftmax.packing import packable
+
+    if packable(config):
+        seconds, how = _packed_estimate(config, dataset, splits, trials)
+        total = startup + seconds
+        lines.append(how)
+        lines.append(
+            f"estimated time: {total / 60:.1f} min ({total:.0f} s) for the whole command, packed "
+            f"(+{startup:.1f} s start-up and data)"
+        )
+        return "\n".join(lines)
     measured = {b: whole_epoch_s(config, dataset, splits, b) for b in batch_sizes(config)}
     lines.append(
         "measured whole epoch (training, validation, record, checkpoint, TensorBoard): "

@@ -15,7 +15,7 @@ from tfsoftmax import data as data_lib
 from tfsoftmax.config import Config
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.loader import override
-from tfsoftmax.model import build_model, graph_key, reset_to
+from tfsoftmax.model import build_model, graph_key, reset_optimizer, reset_to
 from tfsoftmax.results import config_for, execution_seed
 from tfsoftmax.stopping import StopSignal
 
@@ -54,6 +54,22 @@ class HyperModel(keras_tuner.HyperModel):
         model = self.traced.setdefault(graph_key(trial_config.model, trial_config.train), fresh)
         return model if model is fresh else reset_to(model, fresh)
 
+    def trial_config(self, hp: keras_tuner.HyperParameters, epochs: int) -> Config:
+        """The trial's config with its epoch count: the swept one, else the sweep's."""
+        config = config_for(self.config, hp.values)
+        return override(config, {"train.epochs": epochs}) if "train.epochs" not in hp.values else config
+
+    def open_run(self, run_dir: Path, trial_config: Config) -> tuple[dict | None, checkpoint.Resume | None]:
+        """Make a trial's run directory ready, its exact config and environment written first; return its
+        earlier record and where it resumes (None for a fresh start), as packed and unpacked trials share."""
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TfsoftmaxError(f"cannot write in {run_dir}: {e.strerror}", RUNTIME_ERROR) from None
+        train.write_run_files(run_dir, trial_config, self.dataset, RESUME_WITH)
+        prior = rundir.read_record(run_dir)
+        return prior, checkpoint.resume_point(run_dir, prior) if checkpoint.latest(run_dir) else None
+
     def initial_weights(self, trial_config: Config) -> list:
         """A fresh model's weights for the trial, built once per seed and initializer (packed trials)."""
         key = (trial_config.train.seed, trial_config.model.init_stddev)
@@ -69,9 +85,7 @@ class HyperModel(keras_tuner.HyperModel):
             self.starting_model(trial_config)  # builds one and keeps it
         model = self.traced[key]
         model.set_weights(weights)
-        for variable in model.optimizer.variables:
-            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
-        model.optimizer.learning_rate = trial_config.train.lr
+        reset_optimizer(model, trial_config.train.lr)
         return model
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
@@ -100,15 +114,9 @@ class HyperModel(keras_tuner.HyperModel):
             if "tuner/trial_id" not in hp.values:  # Hyperband loaded a parent's weights: keep them
                 model = self.starting_model(trial_config)
         started = time.perf_counter()
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise TfsoftmaxError(f"cannot write in {run_dir}: {e.strerror}", RUNTIME_ERROR) from None
-        train.write_run_files(run_dir, override(trial_config, {"train.epochs": epochs}), self.dataset, RESUME_WITH)
-        prior = rundir.read_record(run_dir)
+        prior, resume = self.open_run(run_dir, override(trial_config, {"train.epochs": epochs}))
         if prior is not None and prior["status"] == "completed":
             return history(prior["history"])  # finished before the sweep was interrupted: keep it
-        resume = checkpoint.resume_point(run_dir, prior) if checkpoint.latest(run_dir) else None
         if resume is not None:
             kt_private.keep_best_epoch(callbacks, resume.history)
         record = train.fit(

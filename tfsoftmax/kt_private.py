@@ -5,8 +5,9 @@ use each of them.
 
 - `keras_tuner.src.distribute.utils`: the process's role in a distributed search, decided exactly as
   keras-tuner's own search loop decides it (from the variables `distribute` sets).
-- The grid oracle's walking order (`_populate_next`, `_ordered_ids`, `_compare`), which it does not save,
-  and which it extends only as trials end.
+- The grid oracle's walking order (`_populate_next`, `_ordered_ids`, `_compare`), which it does not save
+  and which, left alone, it would extend only as trials end (`GridOracle`).
+- One step of the tuner's own search loop (`_try_run_and_update_trial`), for a trial outside any pack.
 - The best-epoch checkpoint callback (`SaveBestEpoch`, its `objective` and `best_value`).
 - A trial's HParams as keras-tuner's TensorBoard callback logs them (`tuner_utils`), and its status values,
   for the trials `packing` trains outside keras-tuner's `run_trial`.
@@ -44,8 +45,9 @@ SLOT = "+"  # slot k > 0 of a process's trial pack asks the oracle as "<tuner id
 
 
 def slot_id(tuner_id: str, k: int) -> str:
-    """The id a pack's k-th trial is asked for under: the oracle keeps one running trial per id, and
-    gives an interrupted one back to the same id, so a resumed pack gets its trials back."""
+    """The id a pack's k-th trial is asked for under: the oracle keeps one running trial per id, and in one
+    process gives an interrupted one back to the same id, so a resumed pack gets its trials back (a
+    distributed chief hands a restarted worker's trials on instead, through its retry queue)."""
     return tuner_id if k == 0 else f"{tuner_id}{SLOT}{k}"
 
 
@@ -59,6 +61,22 @@ def trial_hparams(trial: Any) -> dict:
     from tensorboard.plugins.hparams import api as hparams_api
 
     return tuner_utils.convert_hyperparams_to_hparams(trial.hyperparameters, hparams_api)
+
+
+def round_size(oracle: Any, pack: int) -> int:
+    """How many trials to ask for at once. A Bayesian oracle proposes at random until its initial points
+    have completed (`populate_space`), so its first round stops at them, and each later round is proposed
+    from a model that counts the running trials as scored (keras-tuner's own `_vectorize_trials`)."""
+    if not isinstance(oracle, keras_tuner.oracles.BayesianOptimizationOracle):
+        return pack
+    initial = oracle.num_initial_points or max(3 * len(oracle.hyperparameters.space), 3)
+    completed = sum(t.status == trial_module.TrialStatus.COMPLETED for t in oracle.trials.values())
+    return pack if completed >= initial else max(1, min(pack, initial - completed))
+
+
+def run_alone(tuner: Any, trial: Any, **fit_kwargs: Any) -> None:
+    """A trial that cannot join a pack, run and recorded by keras-tuner's own loop step."""
+    tuner._try_run_and_update_trial(trial, **fit_kwargs)
 
 
 def set_outcome(trial: Any, failure: str | None) -> None:

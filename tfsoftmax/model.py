@@ -82,15 +82,22 @@ def graph_key(model_cfg: ModelConfig, train: TrainConfig) -> tuple:
     )
 
 
+def reset_optimizer(model: keras.Model, lr: float) -> None:
+    """Zero the optimizer's state and step count and set its learning rate: a never-trained optimizer."""
+    import keras
+
+    for variable in model.optimizer.variables:
+        variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+    model.optimizer.learning_rate = lr
+
+
 def reset_to(model: keras.Model, fresh: keras.Model) -> keras.Model:
     """Give `model` (compiled, maybe trained) the exact starting state of `fresh` (built from the same
     graph key, never trained): weights, zeroed optimizer state and step count, learning rate, config."""
     import keras
 
     model.set_weights(fresh.get_weights())
-    for variable in model.optimizer.variables:
-        variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
-    model.optimizer.learning_rate = float(keras.ops.convert_to_numpy(fresh.optimizer.learning_rate))
+    reset_optimizer(model, float(keras.ops.convert_to_numpy(fresh.optimizer.learning_rate)))
     if model_cfg := getattr(fresh, "model_cfg", None):  # the scratch model saves its configs with itself
         model.model_cfg, model.train_cfg = model_cfg, fresh.train_cfg
     return model

@@ -53,7 +53,7 @@ class Pack(tf.Module):
     SGD and momentum, "adam" Adam), trained on the same data with the same seed.
 
     All trials' weights are the columns of one matrix, so each step is one wide matmul: batched per-trial
-    matmuls give bits independent of the pack-mates but cost 1.4-1.8x the time here (README). A wide
+    matmuls give bits independent of the pack-mates but cost more time (README, "Speed"). A wide
     matmul splits its sums by its width, so a trial's last bits depend on its pack's size: the same sweep
     forms the same packs and gives the same numbers in any process."""
 
@@ -67,6 +67,7 @@ class Pack(tf.Module):
     ) -> None:
         super().__init__()
         x, y = train
+        self.source = x  # held, so `engine` can tell these arrays from later ones of the same size
         self.n, self.seed, self.family, self.size = len(x), seed, family, len(members)
         # The arrays' TensorFlow copies are shared by every pack of the process (`as_tensor`).
         self.x = tf.reshape(data_lib.as_tensor(x), (len(x), -1))
@@ -107,6 +108,7 @@ class Pack(tf.Module):
         self.active.assign(tf.ones(self.size, tf.bool))
 
     def parts(self) -> list[tuple[str, tf.Variable]]:
+        """The trained variables by name, as the optimizer slots and checkpoints name them."""
         return [("kernel", self.kernel), ("bias", self.bias)]
 
     def _all(self) -> list[tuple[str, tf.Variable]]:
@@ -124,14 +126,14 @@ class Pack(tf.Module):
         """weight_decay / 2 * ||W||^2 of each trial's kernel (the bias is not decayed)."""
         return self.half_decay * tf.reduce_sum(tf.square(self.kernel), axis=[0, 2])
 
-    def _losses(self, logits: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _losses(self, logits: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Per trial and example: cross-entropy from logits (log-sum-exp), hits, and the loss's gradient
         with respect to the logits (softmax - one-hot)."""
         onehot = tf.one_hot(y, self.classes)[:, None]
         lse = tf.reduce_logsumexp(logits, axis=2, keepdims=True)
         ce = (lse - tf.reduce_sum(logits * onehot, axis=2, keepdims=True))[..., 0]
         hits = tf.cast(tf.equal(tf.argmax(logits, axis=2, output_type=tf.int32), y[:, None]), tf.float32)
-        return ce, hits, tf.exp(logits - lse) - onehot, onehot
+        return ce, hits, tf.exp(logits - lse) - onehot
 
     def _apply(self, grads: dict[str, tf.Tensor], update: tf.Tensor) -> None:
         """One optimizer step for the trials where `update` is set; the others keep every variable."""
@@ -178,7 +180,7 @@ class Pack(tf.Module):
             weight = tf.slice(real, [j * m], [m])
             x, y = tf.gather(self.x, rows), tf.gather(self.y, rows)
             count = tf.reduce_sum(weight)
-            ce, hits, delta, _ = self._losses(self._logits(x), y)
+            ce, hits, delta = self._losses(self._logits(x), y)
             batch_loss = tf.reduce_sum(ce * weight[:, None], axis=0)
             if self.decays:
                 batch_loss += self._penalty() * count
@@ -209,7 +211,7 @@ class Pack(tf.Module):
 
     @tf.function
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        ce, hits, _, _ = self._losses(self._logits(tf.reshape(x, (tf.shape(x)[0], -1))), y)
+        ce, hits, _ = self._losses(self._logits(tf.reshape(x, (tf.shape(x)[0], -1))), y)
         return tf.reduce_sum(ce, axis=0), tf.reduce_sum(hits, axis=0)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -258,14 +260,15 @@ def engine(
     family: str,
     weights: Sequence[tuple[np.ndarray, np.ndarray]],
 ) -> Pack:
-    """A pack for `members`, reusing (reset) one this process built for the same shape: a new one costs a
-    compilation, and the compiled passes TensorFlow keeps would grow the process with every pack."""
-    decays = any(m.weight_decay for m in members)
-    key = (id(data_lib.as_tensor(train[0])), len(train[0]), seed, family, len(members), micro_batch(members), decays)
+    """A pack for `members`, reusing (reset) one this process built for the same shape and the same training
+    arrays: a new one costs a compilation, and the compiled passes TensorFlow keeps would grow the process
+    with every pack."""
+    key = (len(train[0]), seed, family, len(members), micro_batch(members), any(m.weight_decay for m in members))
     found = _ENGINES.get(key)
-    if found is not None:
+    if found is not None and found.source is train[0]:  # the same arrays, not another of their size
         found.reset(members, weights)
         return found
+    _ENGINES.pop(key, None)
     while len(_ENGINES) >= _ENGINES_KEPT:
         _ENGINES.pop(next(iter(_ENGINES)))
     made = _ENGINES[key] = Pack(train, seed, members, family, weights)

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import time
+import traceback
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+import keras_tuner
 import numpy as np
 import tensorflow as tf
 
 from tfsoftmax import checkpoint, kt_private, rundir, train
 from tfsoftmax.config import Config
-from tfsoftmax.errors import INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
-from tfsoftmax.files import ensure_space, reported_writes
-from tfsoftmax.loader import override
-from tfsoftmax.pack import Member, Pack, engine
-from tfsoftmax.results import config_for
-
-MONITOR = "val_accuracy"  # what early stopping watches, as `callbacks.EarlyStopping`
+from tfsoftmax.errors import INTERRUPTED, TfsoftmaxError
+from tfsoftmax.pack import engine
+from tfsoftmax.packed_trial import PackedTrial, log_epoch, member, save_epoch
 
 
 def packable(config: Config) -> bool:
@@ -44,112 +41,21 @@ def family(config: Config) -> str:
     return "adam" if config.train.optimizer == "adam" else "sgd"
 
 
-class PackedTrial:
-    """One trial of a pack: its run directory, its record (shaped as `callbacks.RunRecord`, which
-    `train.finish_trial` reads) and its early stopping, which follows Keras' `EarlyStopping` exactly."""
-
-    def __init__(self, trial: Any, config: Config, run_dir: Path, resume: checkpoint.Resume | None) -> None:
-        self.trial, self.config, self.run_dir = trial, config, run_dir
-        self.epochs, self.patience = config.train.epochs, config.train.early_stopping
-        self.history: dict[str, list[float]] = dict(resume.history) if resume else {}
-        self.first_epoch = resume.epoch if resume else 0
-        self.resumed = [*resume.resumed_at, resume.epoch] if resume else []
-        self.state = checkpoint.load_packed(resume.weights) if resume and resume.weights else None
-        self.divergence: dict[str, Any] | None = None
-        self.finished_before = False
-        self.ended = False  # its final record is written and the oracle told
-        self.packed: dict[str, Any] = {}
-        self.best, self.best_epoch, self.wait, self.stopped = -np.inf, 0, 0, False
-        self.best_weights = resume.best if resume else None
-        earlier = rundir.best_epoch(self.history, MONITOR)
-        if self.patience and earlier is not None:
-            values = self.history[MONITOR]
-            self.best, self.best_epoch, self.wait = values[earlier], earlier, len(values) - 1 - earlier
-            self.stopped = self.wait >= self.patience
-        self.writers: dict[str, Any] = {}
-
-    @property
-    def epochs_completed(self) -> int:
-        return len(self.history.get("loss", []))
-
-    @property
-    def done(self) -> bool:
-        return self.stopped or self.divergence is not None or self.epochs_completed >= self.epochs
-
-    def write(
-        self, status: str, test: dict[str, float] | None = None, wall_time_s: float | None = None, **extra: Any
-    ) -> None:
-        """The record as it stands (see `callbacks.RunRecord.write`), saying it was trained packed."""
-        kept = self.best_epoch + 1 if self.patience and self.best_weights is not None else None
-        record = rundir.run_record(
-            status,
-            self.epochs,
-            self.history,
-            test=test,
-            wall_time_s=wall_time_s,
-            divergence=self.divergence,
-            resumed=self.resumed,
-            kept_epoch=kept,
-            packed=self.packed,
-            **extra,
-        )
-        rundir.write_record(self.run_dir, record)
-
-    def end_epoch(self, epoch: int, logs: dict[str, float], weights: list[np.ndarray]) -> None:
-        """Add an epoch's logs; early stopping as Keras decides it (strictly better resets the wait)."""
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(float(value))
-        if not self.patience:
-            return
-        if self.best_weights is None:
-            self.best_weights, self.best_epoch = weights, epoch
-        self.wait += 1
-        if logs[MONITOR] > self.best:
-            self.best, self.best_epoch, self.best_weights, self.wait = logs[MONITOR], epoch, weights, 0
-        elif self.wait >= self.patience and epoch > 0:
-            self.stopped = True
-
-    def board(self, name: str) -> Any:
-        if name not in self.writers:
-            self.writers[name] = tf.summary.create_file_writer(str(self.run_dir / name))
-        return self.writers[name]
-
-    def close(self) -> None:
-        for writer in self.writers.values():
-            writer.close()
-        self.writers = {}
-
-
-def member(config: Config) -> Member:
-    momentum = config.train.momentum if config.train.optimizer == "momentum" else 0.0
-    return Member(config.train.lr, config.data.batch_size, momentum, config.train.weight_decay)
-
-
 def start(tuner: Any, trial: Any, epochs: int) -> PackedTrial | None:
-    """A trial's run directory made ready (as `hypermodel.HyperModel.fit` makes it); None where the trial
-    cannot join a pack (a Keras checkpoint from an unpacked run of it) and must run alone."""
+    """A trial's run directory made ready, as an unpacked trial's is; None where the trial cannot join a
+    pack (a Keras checkpoint from an unpacked run of it) and must run alone."""
     hypermodel = tuner.hypermodel
-    config = config_for(hypermodel.config, trial.hyperparameters.values)
-    config = override(
-        config, {"train.epochs": config.train.epochs if "train.epochs" in trial.hyperparameters.values else epochs}
-    )
+    config = hypermodel.trial_config(trial.hyperparameters, epochs)
     run_dir = rundir.trial_dir(rundir.experiment_dir(hypermodel.config), trial.trial_id) / f"{rundir.EXECUTION}0"
     found = checkpoint.latest(run_dir)
-    if found is not None and checkpoint.load_packed(found[1]) is None:
+    state = None if found is None else checkpoint.load_packed(found[1])
+    if found is not None and state is None:
         return None
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TfsoftmaxError(f"cannot write in {run_dir}: {e.strerror}", RUNTIME_ERROR) from None
-    from tfsoftmax.hypermodel import RESUME_WITH
-
-    train.write_run_files(run_dir, config, hypermodel.dataset, RESUME_WITH)
-    prior = rundir.read_record(run_dir)
-    resume = checkpoint.resume_point(run_dir, prior) if found else None
-    packed = PackedTrial(trial, config, run_dir, resume)
+    prior, resume = hypermodel.open_run(run_dir, config)
+    packed = PackedTrial(trial, config, run_dir, resume, state)
     if prior is not None and prior["status"] == "completed":  # finished before the sweep was interrupted
         packed.history, packed.stopped, packed.finished_before = prior["history"], True, True
-    elif resume is None:
+    elif resume is None:  # the HParams session keras-tuner's TensorBoard callback would start
         from tensorboard.plugins.hparams import api as hp_api
 
         writer = tf.summary.create_file_writer(str(run_dir))
@@ -168,7 +74,13 @@ def groups(trials: list[PackedTrial]) -> Iterator[list[PackedTrial]]:
 
 
 def report(tuner: Any, t: PackedTrial, epoch: int, logs: dict[str, float]) -> None:
-    tuner.oracle.update_trial(t.trial.trial_id, {k: float(v) for k, v in logs.items()}, step=epoch)
+    """An epoch's metrics to the oracle, as keras-tuner records them (and, for a distributed worker, the
+    chief's sign that it is alive). A worker whose lease the chief gave away drops the trial."""
+    try:
+        tuner.oracle.update_trial(t.trial.trial_id, {k: float(v) for k, v in logs.items()}, step=epoch)
+    except kt_private.LeaseLost as e:
+        print(f"sweep worker: {e}; dropping it from this pack", flush=True)
+        t.lost = t.ended = True
 
 
 def end(tuner: Any, t: PackedTrial, weights: list[np.ndarray] | None, started: float) -> None:
@@ -197,6 +109,7 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
     if not live:
         return
     starts = [hypermodel.initial_weights(t.config) for t in live]
+    paths = [w.path for w in hypermodel.holding(live[0].config, starts[0]).weights]
     members, first = [member(t.config) for t in live], live[0].config
     pack = engine(splits.train, first.train.seed, members, family(first), [(w[0], w[1]) for w in starts])
     for i, t in enumerate(live):
@@ -230,70 +143,19 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
                 if val is not None:
                     logs.update(val_loss=val[0][i], val_accuracy=val[1][i])
                 logs.update(learning_rate=t.config.train.lr, examples_per_second=pack.n / (trained - began))
-                _log_epoch(pack, i, t, epoch, logs, int(result.steps[i]))
+                log_epoch(pack, i, t, epoch, logs, int(result.steps[i]), paths)
                 stepped.append((i, t, logs))
             # The pack's whole pass for all its trials: training, validation, their TensorBoard writes.
             elapsed = time.perf_counter() - began
             for i, t, logs in stepped:
-                _save_epoch(pack, i, t, epoch, elapsed)
+                save_epoch(pack, i, t, epoch, elapsed)
                 report(tuner, t, epoch, logs)
-                if t.done:
+                if t.lost:
+                    pack.stop(i)
+                elif t.done:
                     pack.stop(i)
                     end(tuner, t, list(pack.weights(i)), started)
             epoch += 1
-
-
-def _summaries(writer: Any, step: int, protos: list[Any]) -> None:
-    """Summary protos written as one event: built in NumPy, they cost no TensorFlow op per value. Two
-    serialized Summary messages joined are one Summary with both's values (protobuf merges them)."""
-    with writer.as_default():
-        tf.summary.experimental.write_raw_pb(b"".join(proto.SerializeToString() for proto in protos), step=step)
-
-
-def _scalar(tag: str, value: float) -> Any:
-    """A scalar summary as `tf.summary.scalar` writes it (TensorBoard's scalars plugin), built in NumPy."""
-    from tensorboard.compat.proto import summary_pb2
-    from tensorboard.plugins.scalar import metadata
-    from tensorboard.util import tensor_util
-
-    value_pb = summary_pb2.Summary.Value(
-        tag=tag,
-        tensor=tensor_util.make_tensor_proto(np.float32(value)),
-        metadata=metadata.create_summary_metadata(display_name=tag, description=""),
-    )
-    return summary_pb2.Summary(value=[value_pb])
-
-
-def _log_epoch(pack: Pack, i: int, t: PackedTrial, epoch: int, logs: dict[str, float], steps: int) -> None:
-    """A trial's epoch in its history and TensorBoard, under the tags Keras' TensorBoard callback writes."""
-    from tensorboard.plugins.histogram.summary_v2 import histogram_pb
-
-    ensure_space(t.run_dir)
-    kernel, bias = pack.weights(i)
-    t.end_epoch(epoch, logs, [kernel, bias])
-    t.history.setdefault("steps", []).append(steps)
-    with reported_writes(t.run_dir):
-        train = [_scalar(f"epoch_{n}", logs[n]) for n in ("loss", "accuracy", "learning_rate", "examples_per_second")]
-        if t.config.logging.histograms:
-            train += [histogram_pb("dense/kernel/histogram", kernel), histogram_pb("dense/bias/histogram", bias)]
-        _summaries(t.board("train"), epoch, train)
-        if "val_loss" in logs:
-            validation = [_scalar("epoch_loss", logs["val_loss"]), _scalar("epoch_accuracy", logs["val_accuracy"])]
-            _summaries(t.board("validation"), epoch, validation)
-
-
-def _save_epoch(pack: Pack, i: int, t: PackedTrial, epoch: int, elapsed: float) -> None:
-    """The epoch's time, then the record and the checkpoint a resumed sweep continues from."""
-    t.history.setdefault("time_s", []).append(elapsed)
-    with reported_writes(t.run_dir):
-        _summaries(t.board("train"), epoch, [_scalar("epoch_time_s", elapsed)])
-        t.write(status="running")
-        checkpoint.save_arrays(
-            t.run_dir,
-            epoch + 1,
-            {f"{checkpoint.PACKED}{k}": v for k, v in pack.state(i).items()},
-            t.best_weights if t.patience else None,
-        )
 
 
 @contextlib.contextmanager
@@ -303,7 +165,7 @@ def _recorded(trials: list[PackedTrial]) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         _mark(trials, "interrupted")
-        cut = [t for t in trials if not t.ended]
+        cut = [t for t in trials if not t.ended] or trials
         raise TfsoftmaxError(
             f"interrupted after {min(t.epochs_completed for t in cut)} finished epoch(s) of the packed trials "
             f"{', '.join(t.trial.trial_id for t in cut)}",
@@ -328,18 +190,19 @@ def _mark(trials: list[PackedTrial], status: str, **extra: Any) -> None:
 
 
 def search(tuner: Any, **fit_kwargs: Any) -> None:
-    """keras-tuner's search loop (`BaseTuner.search`), asking the oracle for up to `sweep.pack` trials at
-    a time: those that can share batches train as packs, any other alone through keras-tuner's own
-    `run_trial`. Each trial ends through the tuner's `on_trial_end`, as in keras-tuner's loop."""
-    tuner.oracle.verbose = fit_kwargs.get("verbose", 1)  # as keras-tuner's loop sets it: its tables or not
+    """keras-tuner's search loop (`BaseTuner.search`), asking the oracle for a round of trials at a time (at
+    most `sweep.pack`; `kt_private.round_size`): those that can share batches train as packs, any other
+    alone through keras-tuner's own loop step. Each trial ends through the tuner's `on_trial_end`."""
+    if not kt_private.has_chief_oracle():
+        tuner.oracle.verbose = fit_kwargs["verbose"]  # as keras-tuner's loop sets it: its tables or not
     tuner.on_search_begin()
     while True:
         tuner.pre_create_trial()
         asked, stopped = [], False
-        for k in range(tuner.sweep_config.sweep.pack):
+        for k in range(kt_private.round_size(tuner.oracle, tuner.sweep_config.sweep.pack)):
             trial = tuner.oracle.create_trial(kt_private.slot_id(tuner.tuner_id, k))
             stopped = trial.status == kt_private.STOPPED
-            if stopped or trial.status == kt_private.IDLE:  # no more now: Bayesian proposals come in rounds
+            if stopped or trial.status == kt_private.IDLE:  # no more now (a grid waits on running trials)
                 break
             asked.append(trial)
         if not asked:
@@ -351,11 +214,28 @@ def search(tuner: Any, **fit_kwargs: Any) -> None:
         try:
             ready = [(trial, start(tuner, trial, fit_kwargs["epochs"])) for trial in asked]
             for group in groups([p for _, p in ready if p is not None]):
-                train_pack(tuner, group)
+                _train_or_fail(tuner, group)
         except TfsoftmaxError as e:
             raise tuner.search_stopped(e) from None
         for trial, p in ready:
             if p is None:
-                tuner._try_run_and_update_trial(trial, **fit_kwargs)
+                kt_private.run_alone(tuner, trial, **fit_kwargs)
                 tuner.on_trial_end(trial)
     tuner.on_search_end()
+
+
+def _train_or_fail(tuner: Any, group: list[PackedTrial]) -> None:
+    """Train a pack; an unexpected error fails its unfinished trials (records say so, the traceback is
+    printed) and the search goes on, as keras-tuner's loop treats a trial's error."""
+    try:
+        train_pack(tuner, group)
+    except (TfsoftmaxError, keras_tuner.errors.FatalError):
+        raise
+    except Exception:
+        traceback.print_exc()
+        message = traceback.format_exc()
+        for t in group:
+            if not t.ended:
+                t.ended = True
+                kt_private.set_outcome(t.trial, message)
+                tuner.on_trial_end(t.trial)
