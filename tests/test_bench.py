@@ -171,6 +171,8 @@ def test_costs_prints_both_tables_and_writes_both_to_json(
         (["--costs", "--classes", "10,,20"], "--classes: expected .* got '10,,20'"),
         (["--classes", "10"], "--classes sets the softmax layer's class counts; it needs --costs"),
         (["--costs", "--sweep"], "--costs measures the costs alone"),
+        (["--goals", "--costs"], "--goals, --reproduce and --costs/--sweep each measure alone; choose one"),
+        (["--goals", "--reproduce"], "--goals, --reproduce and --costs/--sweep each measure alone; choose one"),
     ],
 )
 def test_bad_costs_flags_are_one_line_errors_with_exit_code_2(
@@ -185,3 +187,50 @@ def test_bad_costs_flags_are_one_line_errors_with_exit_code_2(
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and re.match(r"tfsoftmax: error: bench: " + message, err[0]), err
     assert not out.exists()
+
+
+def test_a_child_s_peak_memory_is_its_own_not_its_parent_s() -> None:
+    import sys
+
+    import numpy as np
+
+    from tfsoftmax.bench_process import run_child
+
+    parent = np.ones(400_000_000, np.uint8)  # the bench holds TensorFlow and the data: far bigger than this child
+    child = run_child(
+        [sys.executable, "-c", "import numpy as np; a = np.ones(100_000_000, np.uint8); print(a[0])"], "x"
+    )
+    assert child.stdout.strip() == "1" and 100 < child.peak_rss_mb < 300, child
+    assert parent[0] == 1
+
+
+def test_goals_table_gives_each_goal_its_ratio_and_verdict() -> None:
+    from tfsoftmax import bench_goals
+
+    values = [(0.12, 0.08), (9.0, 5.0), (9.0, 66.0), (30.0, 60.0), (1300.0, 1290.0)]
+    goals = {
+        "goals": [
+            {
+                "goal": g,
+                "measured": m,
+                "against": a,
+                "value": v,
+                "peer": p,
+                "ratio": v / p,
+                "bound": b,
+                "met": v / p <= b,
+            }
+            for (g, m, a, b), (v, p) in zip(bench_goals.GOALS, values, strict=True)
+        ],
+        "floor_threads": 1,
+        "floor_key": "1",
+        "floor_epoch_s": {"1": 0.08, "None": 0.09},
+        "packed_epoch_s": 0.088,
+        "best_val_accuracy_12x3": {"tfsoftmax": 0.83, "plain": 0.84},
+        "bookkeeping": {"training and validation": 0.2, "+ record and checkpoint": 0.21},
+    }
+    text = bench_goals.format_goals(goals)
+    rows = {line.split("  ")[0]: line for line in text.splitlines()}
+    assert "1.500" in rows["one more epoch"] and rows["one more epoch"].rstrip().endswith("yes")
+    assert "1.800" in rows["whole run"] and rows["whole run"].rstrip().endswith("NO")
+    assert "0.136" in rows["12 x 3 sweep"] and "+0.010" in text and "0.088 s, 1.10x the floor" in text

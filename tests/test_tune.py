@@ -289,6 +289,7 @@ def test_progress_is_one_line_per_trial_with_the_best_so_far(
             trials=2,
             algorithm="grid",
             extra="[data]\nscale = false\n",
+            pack=1,  # in trial order; packed, the diverged trial ends (and prints) first
         )
     )
     tune.search(config)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tfsoftmax import rundir
-from tfsoftmax.bench_loops import bookkeeping, numpy_sgd
+from tfsoftmax.bench_loops import bookkeeping, numpy_sgd, packed_epoch_s
 from tfsoftmax.bench_plain import BATCH_SIZES, LR_RANGE
 from tfsoftmax.bench_process import Child, run_child
 from tfsoftmax.config import Config, SpaceEntry, to_toml
@@ -88,9 +88,14 @@ def measure(config_path: str, report: Callable[[str], None]) -> dict[str, Any]:
         threads: statistics.median(numpy_sgd(dataset, splits, config, 5, threads).epoch_s) for threads in (1, None)
     }
     floor_threads = min(floors, key=floors.__getitem__)
-    out: dict[str, Any] = {"floor_epoch_s": floors, "floor_threads": floor_threads or "default"}
+    out: dict[str, Any] = {
+        "floor_epoch_s": {str(k): v for k, v in floors.items()},
+        "floor_key": str(floor_threads),
+        "floor_threads": floor_threads or "default",
+    }
     report("bench: a run's epoch, one per-epoch writer added at a time ...")
-    out["bookkeeping"] = bookkeeping(dataset, splits, config, 5)
+    out["bookkeeping"] = bookkeeping(dataset, splits, config, 8)
+    out["packed_epoch_s"] = packed_epoch_s(dataset, splits, config, 5)
     with tempfile.TemporaryDirectory(prefix="tfsoftmax-bench-goals-") as tmp:
         folder = Path(tmp)
         children: dict[str, Child] = {}
@@ -179,8 +184,11 @@ def format_goals(goals: dict[str, Any]) -> str:
             f"\nseconds (wall, whole processes) except memory (MB, peak RSS of the process); the floor: NumPy on "
             f"{goals['floor_threads']} BLAS thread(s), the faster of 1 and the default; 12 x 3 sweep's best "
             f"validation accuracy: tfsoftmax {best['tfsoftmax']:.4f}, plain keras-tuner {best['plain']:.4f}",
-            "\na run's epoch (in process, median of 5 after a warm-up), one per-epoch writer added at a time:",
+            "\na run's epoch (in process, median of 8 after a warm-up), one per-epoch writer added at a time:",
             format_table(["epoch of model.fit", "s", "added"], pieces, right=(1, 2)),
+            f"the same epoch trained as a pack of one trial (sweeps' training, in process, validation included): "
+            f"{goals['packed_epoch_s']:.3f} s, {goals['packed_epoch_s'] / goals['floor_epoch_s'][goals['floor_key']]:.2f}x "
+            "the floor",
         ]
     )
 

@@ -208,3 +208,23 @@ def bookkeeping(dataset: Dataset, splits: Splits, config: Config, epochs: int) -
             )
             out[step] = statistics.median(stats.times[1:])
     return out
+
+
+def packed_epoch_s(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> float:
+    """Median seconds of one trial's epoch trained as a pack of one (`pack`), validation included: the
+    training a sweep's trials get, in process."""
+    import numpy as np
+
+    from tfsoftmax.pack import Pack
+    from tfsoftmax.packed_trial import member
+
+    start = tuple(np.asarray(w) for w in _build(dataset, config).get_weights())
+    pack = Pack(splits.train, config.train.seed, [member(config)], "sgd", [start])
+    times = []
+    for epoch in range(epochs + 1):
+        began = time.perf_counter()
+        pack.epoch(epoch)
+        if splits.val is not None:
+            pack.evaluate(*splits.val)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times[1:])
