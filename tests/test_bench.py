@@ -234,3 +234,22 @@ def test_goals_table_gives_each_goal_its_ratio_and_verdict() -> None:
     assert "1.500" in rows["one more epoch"] and rows["one more epoch"].rstrip().endswith("yes")
     assert "1.800" in rows["whole run"] and rows["whole run"].rstrip().endswith("NO")
     assert "0.136" in rows["12 x 3 sweep"] and "+0.010" in text and "0.088 s, 1.10x the floor" in text
+
+
+def test_reproduce_reports_settled_trials_apart_from_oscillating_ones() -> None:
+    from tfsoftmax import bench_goals
+
+    assert bench_goals._swing([0.80, 0.84, 0.70, 0.75]) == pytest.approx(0.14)
+    result = {
+        "sweep_wall_s": 30.0,
+        "trials": [{}, {}, {}],
+        "settled": 2,
+        "max_difference": {
+            "all": {"val_accuracy": 0.018, "test_accuracy": 0.017},
+            "settled": {"val_accuracy": 0.0, "test_accuracy": 0.0002},
+        },
+        "bound": 1e-3,
+    }
+    lines = bench_goals.format_reproduce(result).splitlines()
+    assert lines[1].startswith("all 3 trials:") and lines[1].endswith("NOT met)")
+    assert lines[2].startswith("2 settled:") and "0.00020" in lines[2] and lines[2].endswith(": met)")

@@ -7,6 +7,7 @@ Each runs one warm-up epoch (tracing, allocation) before the timed ones.
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -189,7 +190,11 @@ def bookkeeping(dataset: Dataset, splits: Splits, config: Config, epochs: int) -
         "+ progress",
     )
     out = {}
-    with tempfile.TemporaryDirectory(prefix="tfsoftmax-bench-") as tmp, contextlib.redirect_stdout(sys.stderr):
+    with (
+        tempfile.TemporaryDirectory(prefix="tfsoftmax-bench-") as tmp,
+        open(os.devnull, "w") as devnull,  # the progress lines are formatted and written, not shown
+        contextlib.redirect_stdout(devnull),
+    ):
         for i, step in enumerate(steps):
             folder = Path(tmp) / str(i)
             folder.mkdir()
