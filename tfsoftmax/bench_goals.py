@@ -14,8 +14,10 @@ outside, as a user waits for it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -215,7 +217,8 @@ def reproduce(config_path: str, report: Callable[[str], None]) -> dict[str, Any]
             report(f"bench: standalone run of trial {trial.parent.name} ({i + 1}/{len(trials)}) ...")
             record = rundir.read_record(trial)
             config = override(load_config(trial / rundir.CONFIG), {"logging.root": str(Path(tmp) / "runs")})
-            run = train.run(config)
+            with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # its epoch lines
+                run = train.run(config)
             splits = data_lib.split(data_lib.load_dataset(config.data), config.data)
             model = keras.saving.load_model(trial / rundir.MODEL)
             test = model.evaluate(data_lib.eval_batches(*splits.test), verbose=0, return_dict=True)["accuracy"]
