@@ -279,3 +279,25 @@ def test_a_bayesian_sweep_asks_for_its_random_initial_points_first(write_config:
     packs = {tuple(r["packed"]["trials"]) for r in trial_records(tune.sweep_dir(config)).values()}
     # 3 initial points for one swept key (keras-tuner's 3 x dimensions), then the guided rest in one round.
     assert sorted(packs) == [("0", "1", "2"), ("3", "4", "5")]
+
+
+def test_a_pack_stopped_mid_epoch_leaves_every_record_whole(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tfsoftmax import packing, rundir
+    from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
+
+    def chief_gone(*args: object) -> None:  # as a worker's first report after the chief died
+        raise TfsoftmaxError("sweep worker: the chief did not answer", RUNTIME_ERROR)
+
+    monkeypatch.setattr(packing, "report", chief_gone)
+    config = load_config(
+        sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2] }', trials=2, epochs=3, algorithm="grid")
+    )
+    with pytest.raises(tune.SearchStopped):
+        tune.search(config)
+    sweep = tune.sweep_dir(config)
+    # Read back through the record's own schema check: the second trial's epoch was logged, not saved.
+    records = {t: rundir.read_record(sweep / t / "execution0") for t in ("0", "1")}
+    assert [r["status"] for r in records.values()] == ["failed", "failed"]
+    assert [r["epochs_completed"] for r in records.values()] == [1, 0]

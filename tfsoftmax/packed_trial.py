@@ -113,12 +113,11 @@ def member(config: Config) -> Member:
 def log_epoch(
     pack: Pack, i: int, t: PackedTrial, epoch: int, logs: dict[str, float], steps: int, paths: list[str]
 ) -> None:
-    """A trial's epoch in its history and TensorBoard, under the tags Keras' TensorBoard callback writes
-    (`paths`: the Keras model's weight paths, which name its histograms)."""
+    """A trial's epoch in TensorBoard, under the tags Keras' TensorBoard callback writes (`paths`: the Keras
+    model's weight paths, which name its histograms). Its history changes only in `save_epoch`, all keys
+    at once: a record written in between (the pack stopped by an error) must stay whole."""
     ensure_space(t.run_dir)
     kernel, bias = pack.weights(i)
-    t.end_epoch(epoch, logs, [kernel, bias])
-    t.history.setdefault("steps", []).append(steps)
     with reported_writes(t.run_dir):
         scalars = [
             summaries.scalar(f"epoch_{n}", logs[n])
@@ -137,8 +136,13 @@ def log_epoch(
             summaries.write(t.board("validation"), epoch, validation)
 
 
-def save_epoch(pack: Pack, i: int, t: PackedTrial, epoch: int, elapsed: float) -> None:
-    """The epoch's time, then the record and the checkpoint a resumed sweep continues from."""
+def save_epoch(
+    pack: Pack, i: int, t: PackedTrial, epoch: int, logs: dict[str, float], steps: int, elapsed: float
+) -> None:
+    """The epoch in the history (early stopping decided), its time, then the record and the checkpoint a
+    resumed sweep continues from."""
+    t.end_epoch(epoch, logs, list(pack.weights(i)))
+    t.history.setdefault("steps", []).append(steps)
     t.history.setdefault("time_s", []).append(elapsed)
     with reported_writes(t.run_dir):
         summaries.write(t.board("train"), epoch, [summaries.scalar("epoch_time_s", elapsed)])

@@ -8,6 +8,7 @@ every trial's record and checkpoint as a resumed sweep needs them.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -73,6 +74,31 @@ def groups(trials: list[PackedTrial]) -> Iterator[list[PackedTrial]]:
     yield from keyed.values()
 
 
+@contextlib.contextmanager
+def _alive(tuner: Any, trials: list[PackedTrial], epoch: int) -> Iterator[None]:
+    """While a pass runs (the first one compiles for seconds), a distributed worker keeps telling the chief
+    it holds `trials`, so a short `sweep.lease_s` does not hand them on; a refusal is left to `report`."""
+    if not isinstance(tuner.oracle, kt_private.LeasedClient):
+        yield
+        return
+    done = threading.Event()
+    every = tuner.sweep_config.sweep.lease_s / 4
+
+    def beat() -> None:
+        while not done.wait(every):
+            for t in trials:
+                with contextlib.suppress(Exception):
+                    tuner.oracle.report(t.trial.trial_id, epoch)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 def report(tuner: Any, t: PackedTrial, epoch: int, logs: dict[str, float]) -> None:
     """An epoch's metrics to the oracle, as keras-tuner records them (and, for a distributed worker, the
     chief's sign that it is alive). A worker whose lease the chief gave away drops the trial."""
@@ -122,7 +148,8 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
             if hypermodel.stop.requested:
                 raise KeyboardInterrupt
             began = time.perf_counter()
-            result = pack.epoch(epoch)
+            with _alive(tuner, [t for t in live if not t.done], epoch):
+                result = pack.epoch(epoch)
             trained = time.perf_counter()
             val = pack.evaluate(*splits.val) if splits.val is not None else None
             stepped = []
@@ -144,11 +171,11 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
                     logs.update(val_loss=val[0][i], val_accuracy=val[1][i])
                 logs.update(learning_rate=t.config.train.lr, examples_per_second=pack.n / (trained - began))
                 log_epoch(pack, i, t, epoch, logs, int(result.steps[i]), paths)
-                stepped.append((i, t, logs))
+                stepped.append((i, t, logs, int(result.steps[i])))
             # The pack's whole pass for all its trials: training, validation, their TensorBoard writes.
             elapsed = time.perf_counter() - began
-            for i, t, logs in stepped:
-                save_epoch(pack, i, t, epoch, elapsed)
+            for i, t, logs, steps in stepped:
+                save_epoch(pack, i, t, epoch, logs, steps, elapsed)
                 report(tuner, t, epoch, logs)
                 if t.lost:
                     pack.stop(i)
