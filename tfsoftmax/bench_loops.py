@@ -225,11 +225,4 @@ def packed_epoch_s(dataset: Dataset, splits: Splits, config: Config, epochs: int
 
     start = tuple(np.asarray(w) for w in _build(dataset, config).get_weights())
     pack = Pack(splits.train, config.train.seed, [member(config)], "sgd", [start])
-    times = []
-    for epoch in range(epochs + 1):
-        began = time.perf_counter()
-        pack.epoch(epoch)
-        if splits.val is not None:
-            pack.evaluate(*splits.val)
-        times.append(time.perf_counter() - began)
-    return statistics.median(times[1:])
+    return statistics.median(pack.timed_passes(epochs + 1, splits.val)[1:])

@@ -116,13 +116,7 @@ def pack_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Spl
     start = np.zeros((math.prod(shape), classes), np.float32), np.zeros(classes, np.float32)
     members = [member(override(config, {"data.batch_size": sizes[i % len(sizes)]})) for i in range(size)]
     pack = Pack(fake, config.train.seed, members, family(config), [start] * size)
-    times = []
-    for epoch in range(2):
-        began = time.perf_counter()
-        pack.epoch(epoch)
-        if splits.val is not None:
-            pack.evaluate(*splits.val)
-        times.append(time.perf_counter() - began)
+    times = pack.timed_passes(2, splits.val)
     scaled = times[1] * n_train / timed
     return scaled + times[0] - times[1], scaled
 

@@ -104,9 +104,8 @@ class HyperModel(keras_tuner.HyperModel):
     ) -> keras.callbacks.History:
         # keras-tuner's verbosity is `display`: epoch lines with its tables, else one line per trial.
         epoch_lines = bool(kwargs.pop("verbose", 0))
-        trial_config = config_for(self.config, hp.values)
-        if "train.epochs" in hp.values:
-            epochs = trial_config.train.epochs
+        trial_config = self.trial_config(hp, epochs)
+        epochs = trial_config.train.epochs
         run_dir = execution_dir(callbacks)
         execution = rundir.execution_index(run_dir)
         if execution:  # each execution is its own seed, so averaging executions averages seeds
@@ -114,7 +113,7 @@ class HyperModel(keras_tuner.HyperModel):
             if "tuner/trial_id" not in hp.values:  # Hyperband loaded a parent's weights: keep them
                 model = self.starting_model(trial_config)
         started = time.perf_counter()
-        prior, resume = self.open_run(run_dir, override(trial_config, {"train.epochs": epochs}))
+        prior, resume = self.open_run(run_dir, trial_config)
         if prior is not None and prior["status"] == "completed":
             return history(prior["history"])  # finished before the sweep was interrupted: keep it
         if resume is not None:

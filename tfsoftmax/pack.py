@@ -209,6 +209,20 @@ class Pack(tf.Module):
         loss, accuracy, steps, bad = self._train_epoch(*self._order(tf.constant(epoch, tf.int64)))
         return EpochResult(loss.numpy(), accuracy.numpy(), steps.numpy(), bad.numpy())
 
+    def timed_passes(self, epochs: int, val: tuple[np.ndarray, np.ndarray] | None) -> list[float]:
+        """Seconds of each of `epochs` passes from epoch 0, validation on `val` included (the first one
+        compiles): what `--dry-run` and `bench` time a pack by."""
+        import time
+
+        times = []
+        for epoch in range(epochs):
+            began = time.perf_counter()
+            self.epoch(epoch)
+            if val is not None:
+                self.evaluate(*val)
+            times.append(time.perf_counter() - began)
+        return times
+
     @tf.function
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         ce, hits, _ = self._losses(self._logits(tf.reshape(x, (tf.shape(x)[0], -1))), y)

@@ -141,7 +141,8 @@ def save_epoch(
 ) -> None:
     """The epoch in the history (early stopping decided), its time, then the record and the checkpoint a
     resumed sweep continues from."""
-    t.end_epoch(epoch, logs, list(pack.weights(i)))
+    state = pack.state(i)  # fetched once: the kept weights and the checkpoint both come from it
+    t.end_epoch(epoch, logs, [state["kernel"], state["bias"]])
     t.history.setdefault("steps", []).append(steps)
     t.history.setdefault("time_s", []).append(elapsed)
     with reported_writes(t.run_dir):
@@ -150,6 +151,6 @@ def save_epoch(
         checkpoint.save_arrays(
             t.run_dir,
             epoch + 1,
-            {f"{checkpoint.PACKED}{k}": v for k, v in pack.state(i).items()},
+            {f"{checkpoint.PACKED}{k}": v for k, v in state.items()},
             t.best_weights if t.patience else None,
         )
