@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "bench",
         parents=[verbose],
-        help="seconds per epoch against the NumPy floor, the eager loop and plain fit; --costs: what a naive loss and many classes cost",
+        help="seconds per epoch against the NumPy floor, the eager loop and plain fit; --costs: what a naive loss and "
+        "many classes cost; --goals: the speed goals as ratios; --reproduce: packed trials against standalone runs",
     )
     bench.configure_parser(p)
     p.set_defaults(func=_loads_tensorflow(bench.command))
