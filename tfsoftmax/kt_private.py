@@ -11,6 +11,7 @@ use each of them.
 - The best-epoch checkpoint callback (`SaveBestEpoch`, its `objective` and `best_value`).
 - A trial's HParams as keras-tuner's TensorBoard callback logs them (`tuner_utils`), and its status values,
   for the trials `packing` trains outside keras-tuner's `run_trial`.
+- `utils.save_json`, through which every state file is written, replaced by an atomic write.
 - The distributed mode's gRPC service and client (`distribute.oracle_chief.OracleServicer`,
   `distribute.oracle_client.OracleClient`, `protos`) and the oracle's bookkeeping of running trials
   (`ongoing_trials`, `tuner_ids`, `_retry_queue`), extended with trial leases and a deadline on every call.
@@ -19,22 +20,26 @@ use each of them.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
 import keras_tuner
 from keras_tuner.src import protos
+from keras_tuner.src import utils as kt_utils
 from keras_tuner.src.distribute import oracle_chief, oracle_client
 from keras_tuner.src.distribute import utils as dist_utils
 from keras_tuner.src.engine import trial as trial_module
 from keras_tuner.src.engine import tuner_utils
 
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.files import write_text
 from tfsoftmax.lease import Leases
 
 TUNER_KEY = "tfsoftmax-tuner-id"  # gRPC metadata: which worker sent a call, so the chief can check its lease
@@ -83,6 +88,18 @@ def set_outcome(trial: Any, failure: str | None) -> None:
     """Mark a trial completed, or failed with `failure` as its message (which keras-tuner does not retry)."""
     trial.status = trial_module.TrialStatus.FAILED if failure else trial_module.TrialStatus.COMPLETED
     trial.message = failure
+
+
+def _save_json_atomically(path: str, obj: Any) -> str:
+    """keras-tuner's `utils.save_json`, written beside and renamed: its own writes in place, so a process
+    killed mid-write (trials report every epoch) left a truncated oracle or trial file a restart could not
+    read."""
+    text = json.dumps(obj)
+    write_text(Path(path), text)
+    return text
+
+
+kt_utils.save_json = _save_json_atomically  # every oracle, trial and tuner state file goes through it
 
 
 def has_chief_oracle() -> bool:
