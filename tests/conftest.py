@@ -211,7 +211,7 @@ def tensorboard() -> Iterator[Callable[[Path], Board]]:
     processes: list[subprocess.Popen] = []
 
     def start(logdir: Path) -> Board:
-        from tfsoftmax.distribute import free_port
+        from tfsoftmax.distributed.launcher import free_port
 
         port = free_port()
         process = subprocess.Popen(

@@ -17,27 +17,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tfsoftmax.config import Config
+from tfsoftmax.config.loader import load_config, override
 from tfsoftmax.errors import TfsoftmaxError
-from tfsoftmax.loader import load_config, override
 
 if TYPE_CHECKING:
-    from tfsoftmax.train import RunResult
-    from tfsoftmax.tune import SweepResult
+    from tfsoftmax.sweeps.results import SweepResult
+    from tfsoftmax.training.result import RunResult
 
 __version__ = "0.1.0"
 __all__ = ["Config", "TfsoftmaxError", "load_config", "override", "resume", "run", "sweep"]
 
 
 def run(config: Config) -> RunResult:
-    """Train one experiment; see `tfsoftmax.train.run`."""
-    from tfsoftmax.train import run as run_experiment
+    """Train one experiment; see `tfsoftmax.training.train.run`."""
+    from tfsoftmax.training.train import run as run_experiment
 
     return run_experiment(config)
 
 
 def resume(run_dir: str | Path) -> RunResult:
-    """Continue an interrupted run from its last finished epoch; see `tfsoftmax.train.resume`."""
-    from tfsoftmax.train import resume as resume_run
+    """Continue an interrupted run from its last finished epoch; see `tfsoftmax.training.train.resume`."""
+    from tfsoftmax.training.train import resume as resume_run
 
     return resume_run(Path(run_dir))
 
@@ -63,6 +63,6 @@ def sweep(
         TfsoftmaxError: a config that cannot be swept (exit code 2); no trial completed, the final run
         diverged, a process failed, a full disk or Ctrl-C (exit code 1 or 130; what finished is kept).
     """
-    from tfsoftmax.tune import sweep as run_sweep
+    from tfsoftmax.sweeps.tune import sweep as run_sweep
 
     return run_sweep(config, overwrite=overwrite, final=final, workers=workers, display=display)

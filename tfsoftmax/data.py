@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tfsoftmax.checks import suggest
 from tfsoftmax.config import MANUAL_DIR_ENV, DataConfig
+from tfsoftmax.config.checks import suggest
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import atomic_write, locked
 
