@@ -1,5 +1,6 @@
 # make run   - set up .venv and train the reference experiment on Fashion-MNIST
 # make test  - set up .venv and run the whole test suite
+# make docs  - build the docs site strictly (a broken link or reference fails)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,11 +9,11 @@ SHARED_DATA := $(abspath ../shared/datasets/fashion_mnist)
 export TFSOFTMAX_MANUAL_DIR ?= $(if $(wildcard $(SHARED_DATA)/*.gz),$(SHARED_DATA),)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: run test test-fast lint sweep board bench install
+.PHONY: run test test-fast lint docs sweep board bench install
 $(BIN)/tfsoftmax: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,docs]'
 	touch $@
 
 install: $(BIN)/tfsoftmax
@@ -36,3 +37,7 @@ test-fast: install
 lint: install
 	$(BIN)/ruff format --check tfsoftmax tests
 	$(BIN)/ruff check tfsoftmax tests
+	$(BIN)/lint-imports --no-cache
+
+docs: install
+	$(BIN)/mkdocs build --strict --quiet
