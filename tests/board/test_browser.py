@@ -1,6 +1,6 @@
 """TensorBoard in a real browser: headless Chromium renders the dashboards over a log root made by a short
 run and a short sweep on tiny data, and over real Fashion-MNIST runs and a real sweep, whose screenshots
-are the README's. Screenshots are kept as test artifacts."""
+are the docs' (docs/images/). Screenshots are kept as test artifacts."""
 
 from __future__ import annotations
 

@@ -100,7 +100,7 @@ class TrainConfig(_Section):
         "validation accuracy and keep the best epoch's weights; 0 = off",
     )
     # Steps per call into the compiled graph: fewer Python round trips, the same arithmetic; batch-end
-    # checks (divergence, Ctrl-C) run once per call. README, "Speed", has the figures.
+    # checks (divergence, Ctrl-C) run once per call. docs/speed.md has the figures.
     steps_per_execution: int = spec(64, at_least(1), "an integer >= 1")
 
 

@@ -18,10 +18,10 @@ from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.rundir import layout as rundir
 
 # What a trial costs beyond its epochs: resetting the model, a new input pipeline, keras-tuner's trial
-# files and best-epoch checkpoint, the HParams records, saving model.keras (see the README's speed section).
+# files and best-epoch checkpoint, the HParams records, saving model.keras (see docs/speed.md).
 TRIAL_OVERHEAD_S = 1.2
 # A packed trial's own writes (its files and HParams at the start, model.keras at the end), and each of its
-# epochs' record, checkpoint and TensorBoard writes (see the README's speed section).
+# epochs' record, checkpoint and TensorBoard writes (see docs/speed.md).
 PACKED_TRIAL_OVERHEAD_S = 0.15
 PACKED_EPOCH_WRITES_S = 0.01
 STEPS_TIMED = 500  # per batch size: enough for a steady rate, few enough that batch size 1 takes seconds
