@@ -9,7 +9,7 @@ SHARED_DATA := $(abspath ../shared/datasets/fashion_mnist)
 export TFSOFTMAX_MANUAL_DIR ?= $(if $(wildcard $(SHARED_DATA)/*.gz),$(SHARED_DATA),)
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: run test test-fast lint docs sweep board bench install
+.PHONY: run test test-fast lint docs sweep board bench benchmarks install
 $(BIN)/tfsoftmax: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -27,6 +27,14 @@ sweep: install
 board: install
 	$(BIN)/tfsoftmax board logs
 
+bench: install
+	$(BIN)/tfsoftmax bench
+
+# This project's own speed goals and the packed-against-standalone check (benchmarks/README.md).
+benchmarks: install
+	$(BIN)/python benchmarks/goals.py
+	$(BIN)/python benchmarks/reproduce.py
+
 test: install
 	$(BIN)/python -m pytest -n 2 -m "not serial"
 	$(BIN)/python -m pytest -m serial
@@ -35,8 +43,8 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow" -n 2
 
 lint: install
-	$(BIN)/ruff format --check tfsoftmax tests
-	$(BIN)/ruff check tfsoftmax tests
+	$(BIN)/ruff format --check tfsoftmax tests benchmarks
+	$(BIN)/ruff check tfsoftmax tests benchmarks
 	$(BIN)/lint-imports --no-cache
 
 docs: install

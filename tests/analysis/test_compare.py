@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tfsoftmax.analysis import compare
+from tfsoftmax.cli import compare as compare_cli
 from tfsoftmax.config import Config, to_toml
 from tfsoftmax.config.loader import load_config, override
 from tfsoftmax.errors import TfsoftmaxError
@@ -89,8 +90,8 @@ def three_runs(root: Path) -> list[Path]:
 
 def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    compare.configure_parser(parser)
-    return compare.command(parser.parse_args(argv))
+    compare_cli.configure_parser(parser)
+    return compare_cli.command(parser.parse_args(argv))
 
 
 def json_error(text: str) -> str:

@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from tfsoftmax import load_config
-from tfsoftmax.bench import command as bench
+from tfsoftmax import cli, load_config
 from tfsoftmax.bench import loops as bench_loops
-from tfsoftmax.errors import TfsoftmaxError
+from tfsoftmax.bench import methods
+from tfsoftmax.cli import bench as bench_cli
+
+from conftest import ROOT, one_line_error
 
 
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    bench.configure_parser(parser)
+    bench_cli.configure_parser(parser)
     return parser.parse_args(list(argv))
 
 
@@ -53,13 +55,13 @@ def _fake_report() -> dict:
             test_accuracy=0.8,
             whole_epoch_s=[0.2] * 3 if "fit" in name or i < 2 else None,
         )
-        for i, name in enumerate(bench.METHODS)
+        for i, name in enumerate(methods.METHODS)
     }
     return {
         "epochs": 3,
         "train_examples": 1000,
         "batch_size": 256,
-        "methods": bench.summarize(results, n_train=1000),
+        "methods": methods.summarize(results, n_train=1000),
         "whole_run": {"wall_s": 12.5, "in_run_wall_s": 9.0, "epochs": 10, "test_accuracy": 0.83},
         "sweep": [
             {"workers": w, "trials": 12, "completed": 12, "epochs": 3, "wall_s": 60.0 / w, "trials_per_min": 12.0 * w}
@@ -69,14 +71,14 @@ def _fake_report() -> dict:
 
 
 def test_ratio_is_relative_to_the_numpy_floor() -> None:
-    methods = _fake_report()["methods"]
-    assert methods["numpy"]["ratio_to_floor"] == 1.0
-    assert methods["tfsoftmax"]["ratio_to_floor"] == pytest.approx(0.1 / 0.3)
+    summary = _fake_report()["methods"]
+    assert summary["numpy"]["ratio_to_floor"] == 1.0
+    assert summary["tfsoftmax"]["ratio_to_floor"] == pytest.approx(0.1 / 0.3)
 
 
 def test_table_names_every_method_the_whole_run_and_the_sweep() -> None:
-    table = bench.format_report(_fake_report())
-    for label in bench.METHODS.values():
+    table = methods.format_report(_fake_report())
+    for label in methods.METHODS.values():
         assert label in table
     assert "whole `tfsoftmax run` process (start-up and imports included): 12.5 s" in table
     assert "train pass s" in table and "whole epoch s" in table
@@ -88,10 +90,10 @@ def test_command_writes_every_method_to_json(
     write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "bench.json"
-    code = bench.command(_args(str(write_config()), "--epochs", "1", "--no-whole-run", "--out", str(out)))
+    code = cli.main(["bench", str(write_config()), "--epochs", "1", "--no-whole-run", "--out", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
-    assert set(report["methods"]) == set(bench.METHODS)
+    assert set(report["methods"]) == set(methods.METHODS)
     for method in report["methods"].values():
         assert {"warmup_s", "epoch_s", "median_epoch_s", "images_per_s", "ratio_to_floor", "test_accuracy"} <= set(
             method
@@ -99,12 +101,10 @@ def test_command_writes_every_method_to_json(
         assert len(method["epoch_s"]) == 1
     assert report["whole_run"] is None and report["sweep"] is None
     assert report["train_examples"] == 108  # 120 tiny images less the 10% validation split
-    assert bench.METHODS["numpy"] in capsys.readouterr().out
+    assert methods.METHODS["numpy"] in capsys.readouterr().out
 
 
 def test_default_config_is_the_reference_experiment_with_d2l_values() -> None:
-    from conftest import ROOT
-
     config = load_config(ROOT / _args().config)
     assert (config.data.dataset, config.data.batch_size, config.train.lr, config.train.epochs) == (
         "fashion_mnist",
@@ -135,18 +135,21 @@ def test_whole_epoch_is_what_a_run_waits_for_its_writes_included(
     assert all(whole - train >= delay for whole, train in zip(result.whole_epoch_s, result.epoch_s, strict=True))
 
 
-def test_non_sgd_optimizer_is_a_config_error(write_config: Callable[..., Path], tmp_path: Path) -> None:
+def test_non_sgd_optimizer_is_a_config_error(
+    write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_config('[train]\noptimizer = "adam"')
-    with pytest.raises(TfsoftmaxError, match=r"train.optimizer: bench compares minibatch SGD.*\"adam\"") as e:
-        bench.command(_args(str(path), "--out", str(tmp_path / "b.json")))
-    assert e.value.exit_code == 2
+    code, err = one_line_error(["bench", str(path), "--out", str(tmp_path / "b.json")], capsys)
+    assert code == 2
+    assert err == (
+        f'tfsoftmax: error: {path}: train.optimizer: bench compares minibatch SGD loops, got "adam"; allowed: "sgd"'
+    )
 
 
 @pytest.mark.slow  # trains four losses and times a layer: costs.py has fast tests of its own
 def test_costs_prints_both_tables_and_writes_both_to_json(
     write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tfsoftmax import cli
     from tfsoftmax.lessons import costs
 
     out = tmp_path / "costs.json"
@@ -174,16 +177,12 @@ def test_costs_prints_both_tables_and_writes_both_to_json(
         (["--costs", "--classes", "10,,20"], "--classes: expected .* got '10,,20'"),
         (["--classes", "10"], "--classes sets the softmax layer's class counts; it needs --costs"),
         (["--costs", "--sweep"], "--costs measures the costs alone"),
-        (["--goals", "--costs"], "--goals, --reproduce and --costs/--sweep each measure alone; choose one"),
-        (["--goals", "--reproduce"], "--goals, --reproduce and --costs/--sweep each measure alone; choose one"),
     ],
 )
 def test_bad_costs_flags_are_one_line_errors_with_exit_code_2(
     write_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list, message: str
 ) -> None:
     import re
-
-    from tfsoftmax import cli
 
     out = tmp_path / "costs.json"
     assert cli.main(["bench", str(write_config()), *flags, "--out", str(out)]) == 2
@@ -205,54 +204,3 @@ def test_a_child_s_peak_memory_is_its_own_not_its_parent_s() -> None:
     )
     assert child.stdout.strip() == "1" and 100 < child.peak_rss_mb < 300, child
     assert parent[0] == 1
-
-
-def test_goals_table_gives_each_goal_its_ratio_and_verdict() -> None:
-    from tfsoftmax.bench import goals as bench_goals
-
-    values = [(0.12, 0.08), (9.0, 5.0), (9.0, 66.0), (30.0, 60.0), (1300.0, 1290.0)]
-    goals = {
-        "goals": [
-            {
-                "goal": g,
-                "measured": m,
-                "against": a,
-                "value": v,
-                "peer": p,
-                "ratio": v / p,
-                "bound": b,
-                "met": v / p <= b,
-            }
-            for (g, m, a, b), (v, p) in zip(bench_goals.GOALS, values, strict=True)
-        ],
-        "floor_threads": 1,
-        "floor_key": "1",
-        "floor_epoch_s": {"1": 0.08, "None": 0.09},
-        "packed_epoch_s": 0.088,
-        "best_val_accuracy_12x3": {"tfsoftmax": 0.83, "plain": 0.84},
-        "bookkeeping": {"training and validation": 0.2, "+ record and checkpoint": 0.21},
-    }
-    text = bench_goals.format_goals(goals)
-    rows = {line.split("  ")[0]: line for line in text.splitlines()}
-    assert "1.500" in rows["one more epoch"] and rows["one more epoch"].rstrip().endswith("yes")
-    assert "1.800" in rows["whole run"] and rows["whole run"].rstrip().endswith("NO")
-    assert "0.136" in rows["12 x 3 sweep"] and "+0.010" in text and "0.088 s, 1.10x the floor" in text
-
-
-def test_reproduce_reports_settled_trials_apart_from_oscillating_ones() -> None:
-    from tfsoftmax.bench import goals as bench_goals
-
-    assert bench_goals._swing([0.80, 0.84, 0.70, 0.75]) == pytest.approx(0.14)
-    result = {
-        "sweep_wall_s": 30.0,
-        "trials": [{}, {}, {}],
-        "settled": 2,
-        "max_difference": {
-            "all": {"val_accuracy": 0.018, "test_accuracy": 0.017},
-            "settled": {"val_accuracy": 0.0, "test_accuracy": 0.0002},
-        },
-        "bound": 1e-3,
-    }
-    lines = bench_goals.format_reproduce(result).splitlines()
-    assert lines[1].startswith("all 3 trials:") and lines[1].endswith("NOT met)")
-    assert lines[2].startswith("2 settled:") and "0.00020" in lines[2] and lines[2].endswith(": met)")

@@ -6,7 +6,6 @@ curves are drawn by `figures`, which imports matplotlib only then.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import os
@@ -25,7 +24,6 @@ from tfsoftmax.analysis.runs import (
     differing_keys,
     find_runs,
     read_run,
-    shown,
 )
 from tfsoftmax.config import OBJECTIVES, flat_config
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
@@ -159,35 +157,3 @@ def compare(inputs: Sequence[str], out: str | Path | None = None, metric: str = 
     drawn = figures.draw(runs, keys, metric)
     figures.save(drawn, out)
     return Comparison(runs=runs, keys=keys, rows=rows, figures=drawn, out=out, skipped=skipped)
-
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    """The `compare` subcommand's arguments."""
-    p.add_argument(
-        "runs",
-        nargs="+",
-        metavar="RUN_OR_DIR",
-        help="run directories, experiment or sweep folders holding them, or glob patterns",
-    )
-    p.add_argument(
-        "--out",
-        metavar="DIR",
-        help="where the tables and figures go (default: compare/ in the deepest folder holding all the runs)",
-    )
-    p.add_argument(
-        "--metric",
-        choices=OBJECTIVES,
-        default=DEFAULT_METRIC,
-        help=f"metric of the best and final columns (default: {DEFAULT_METRIC}); "
-        "accuracy also draws train_accuracy.png",
-    )
-
-
-def command(args: argparse.Namespace) -> int:
-    """`tfsoftmax compare`: print the table and say where the files went."""
-    result = compare(args.runs, args.out, args.metric)
-    files = ["compare.md", "compare.csv", *(f"{stem}.png" for stem in result.figures)]
-    skipped = f", {len(result.skipped)} path(s) skipped" if result.skipped else ""
-    print(format_table(result.rows))
-    print(f"\n{len(result.runs)} run(s) compared{skipped}; wrote {', '.join(files)} in {shown(result.out)}")
-    return 0

@@ -1,4 +1,5 @@
-"""`tfsoftmax bench`, the user's question "how fast is it here": training loops timed per epoch (`loops`),
-whole processes from outside (`process`), and the command that reports them (`command`)."""
+"""`tfsoftmax bench`, the user's question "how fast is it here": training loops timed per epoch (`loops`) and
+side by side (`methods`), whole processes from outside (`process`), D2L's costs timed (`costs`), and the
+report that gathers them (`report`)."""
 
-__all__ = ["command", "loops", "process"]
+__all__ = ["costs", "loops", "methods", "process", "report"]

@@ -7,8 +7,6 @@ Each runs one warm-up epoch (tracing, allocation) before the timed ones.
 from __future__ import annotations
 
 import contextlib
-import os
-import statistics
 import sys
 import tempfile
 import time
@@ -44,7 +42,8 @@ def _timed(throughput: list[float], whole: list[float], n_train: int, test_accur
     return MethodResult(warmup_s=whole[0], epoch_s=train_s[1:], whole_epoch_s=whole[1:], test_accuracy=test_accuracy)
 
 
-def _build(dataset: Dataset, config: Config) -> keras.Model:
+def seeded_model(dataset: Dataset, config: Config) -> keras.Model:
+    """A fresh model of `config`, seeded as `run` seeds it, so every method starts from the same weights."""
     from tfsoftmax.models.softmax import build_model
     from tfsoftmax.training.train import seed_everything
 
@@ -62,7 +61,7 @@ def time_run_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int) 
     """tfsoftmax's own training: `train.fit` with the record, timing and TensorBoard callbacks `run` uses."""
     from tfsoftmax.training import train
 
-    model = _build(dataset, config)
+    model = seeded_model(dataset, config)
     with tempfile.TemporaryDirectory(prefix="tfsoftmax-bench-") as tmp, contextlib.redirect_stdout(sys.stderr):
         callbacks = [train.tensorboard_callback(Path(tmp), config)]
         record = train.fit(model, splits, config, Path(tmp), callbacks, epochs + 1)
@@ -82,7 +81,7 @@ def time_plain_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int
     from tfsoftmax.training.callbacks import EpochStats
 
     plain = override(config, {"model.kind": "keras", "train.steps_per_execution": 1})
-    model = _build(dataset, plain)
+    model = seeded_model(dataset, plain)
     x, y = splits.train
     train_ds = (
         tf.data.Dataset.from_tensor_slices((x, y))
@@ -111,7 +110,7 @@ def time_eager(dataset: Dataset, splits: Splits, config: Config, epochs: int) ->
 
     from tfsoftmax.models.softmax import make_optimizer
 
-    model = _build(dataset, override(config, {"model.kind": "keras"}))
+    model = seeded_model(dataset, override(config, {"model.kind": "keras"}))
     optimizer = make_optimizer(config.train)
     x, y = splits.train
     train_ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(config.data.batch_size).shuffle(len(x))
@@ -170,59 +169,3 @@ def numpy_sgd(dataset: Dataset, splits: Splits, config: Config, epochs: int, thr
     test_x, test_y = splits.test
     predicted = (test_x.reshape(len(test_x), -1) @ w + b).argmax(axis=1)
     return MethodResult(warmup_s=times[0], epoch_s=times[1:], test_accuracy=float((predicted == test_y).mean()))
-
-
-def bookkeeping(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> dict[str, float]:
-    """Median whole-epoch seconds of a run's `model.fit`, adding one per-epoch writer at a time: training and
-    validation alone, then the record and checkpoint (what `--resume` needs), TensorBoard's scalars, its
-    weight histograms, and the progress lines."""
-    from tfsoftmax import data as data_lib
-    from tfsoftmax.training import train
-    from tfsoftmax.training.callbacks import EpochStats, RunRecord
-
-    train_ds = data_lib.train_batches(*splits.train, config.data.batch_size, config.train.seed)
-    val_ds = data_lib.eval_batches(*splits.val) if splits.val is not None else None
-    steps = (
-        "training and validation",
-        "+ record and checkpoint",
-        "+ TensorBoard scalars",
-        "+ histograms",
-        "+ progress",
-    )
-    out = {}
-    with (
-        tempfile.TemporaryDirectory(prefix="tfsoftmax-bench-") as tmp,
-        open(os.devnull, "w") as devnull,  # the progress lines are formatted and written, not shown
-        contextlib.redirect_stdout(devnull),
-    ):
-        for i, step in enumerate(steps):
-            folder = Path(tmp) / str(i)
-            folder.mkdir()
-            model = _build(dataset, config)
-            stats = EpochStats(len(splits.train[1]))
-            callbacks: list = [stats]
-            if i >= 1:
-                callbacks.append(RunRecord(folder, epochs + 1, 0, None, stats, None))
-            if i >= 2:
-                histograms = config.logging.histograms and i >= 3
-                tb = train.tensorboard_callback(folder, config)
-                tb.histogram_freq = int(histograms)
-                callbacks.append(tb)
-            model.fit(
-                train_ds, validation_data=val_ds, epochs=epochs + 1, verbose=2 if i >= 4 else 0, callbacks=callbacks
-            )
-            out[step] = statistics.median(stats.times[1:])
-    return out
-
-
-def packed_epoch_s(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> float:
-    """Median seconds of one trial's epoch trained as a pack of one (`pack`), validation included: the
-    training a sweep's trials get, in process."""
-    import numpy as np
-
-    from tfsoftmax.training.pack import Pack
-    from tfsoftmax.training.packed_trial import member
-
-    start = tuple(np.asarray(w) for w in _build(dataset, config).get_weights())
-    pack = Pack(splits.train, config.train.seed, [member(config)], "sgd", [start])
-    return statistics.median(pack.timed_passes(epochs + 1, splits.val)[1:])

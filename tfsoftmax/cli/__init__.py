@@ -1,5 +1,5 @@
-"""The command line, `tfsoftmax run|sweep|compare|board|numerics|bench`: argparse and one library call per
-subcommand, with TensorFlow imported only by the subcommands that train."""
+"""The command line, `tfsoftmax run|sweep|compare|bench|numerics|board`: one module per subcommand, each
+parsing its arguments, making one library call and printing, with TensorFlow imported only by those that train."""
 
 from tfsoftmax.cli.main import build_parser, main, main_entry
 
