@@ -17,6 +17,7 @@ import numpy as np
 
 from tfsoftmax.config import MANUAL_DIR_ENV, DataConfig
 from tfsoftmax.config.checks import suggest
+from tfsoftmax.display.notebook import preparing
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import atomic_write, locked
 
@@ -145,7 +146,8 @@ def _prepare(builder, folder: str | None, dataset: str) -> None:  # noqa: ANN001
         raise TfsoftmaxError(f"data.manual_dir: {folder}: no such folder", RUNTIME_ERROR)
     verify_manual_dir(builder, folder)
     try:
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=folder))
+        with preparing(builder.name, folder):
+            builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=folder))
     except Exception as e:  # TFDS raises many kinds; the user needs the one line, not the type.
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TfsoftmaxError(

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 DEFAULT_METRIC = "val_accuracy"
 
 
-@dataclass
+@dataclass(repr=False)
 class Comparison:
     """What `compare` read, showed and wrote."""
 
@@ -48,6 +48,15 @@ class Comparison:
     figures: dict[str, Figure]
     out: Path
     skipped: list[str]
+
+    def __repr__(self) -> str:
+        return format_table(self.rows)
+
+    def _repr_html_(self) -> str:
+        """The table and the curves, rendered in a notebook."""
+        from tfsoftmax.display.render import comparison_html
+
+        return comparison_html(*_cells(self.rows), {name: figures.png(fig) for name, fig in self.figures.items()})
 
 
 def table_rows(runs: Sequence[Run], keys: Sequence[str], metric: str) -> list[dict[str, Any]]:

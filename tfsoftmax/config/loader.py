@@ -81,15 +81,16 @@ def _set(config: Config, parts: list[str], value: Any, source: str) -> Config:
         return dataclasses.replace(config, **{section: dataclasses.replace(part, **changes)})
 
 
-def override(config: Config, overrides: Mapping[str, Any] | Sequence[str]) -> Config:
+def override(config: Config, overrides: Mapping[str, Any] | Sequence[str], flag: str = "--set") -> Config:
     """A new Config with keys replaced and checked as a file's values are: `{"train.lr": 0.3}` from Python,
-    or `["train.lr=0.3"]` strings, whose values are read as TOML (`--set`)."""
+    or `["train.lr=0.3"]` strings, whose values are read as TOML; an error names such a string after
+    `flag`, the words its user typed it with (`--set` on the command line)."""
     if isinstance(overrides, Mapping):
         for path, value in overrides.items():
             config = _set(config, _key_path(path, "override"), value, "override")
         return config
     for text in overrides:
-        source = f"--set {text}"
+        source = f"{flag} {text}"
         path, sep, raw = text.partition("=")
         if not sep:
             raise fail(source, "expected section.key=value, e.g. train.lr=0.3")
@@ -110,12 +111,13 @@ def _experiment_name(path: Path) -> str:
     return name
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+def load_config(path: str | Path, overrides: Sequence[str] = (), flag: str = "--set") -> Config:
     """Read, override and validate an experiment file; the experiment is named after the file if unset.
 
     Args:
         path: a TOML experiment file.
         overrides: `section.key=value` strings, each value parsed as TOML.
+        flag: the words an override's error starts with, as its user gave it (`--set` or `override`).
 
     Returns:
         The frozen, validated Config.
@@ -136,7 +138,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
         raw = tomlio.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise fail(str(path), f"invalid TOML: {e}") from None
-    config = override(from_dict(raw, str(path)), overrides)  # the file's own mistakes are the file's
+    config = override(from_dict(raw, str(path)), overrides, flag)  # the file's own mistakes are the file's
     if config.logging.experiment is None:
         config = override(config, {"logging.experiment": _experiment_name(path)})
     return config

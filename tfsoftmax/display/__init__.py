@@ -1,4 +1,5 @@
-"""What a user sees while work runs: TensorFlow's chatter kept off the terminal (`terminal`) and a sweep's
-progress lines (`progress`)."""
+"""What a user sees while work runs and after: TensorFlow's chatter kept off the terminal (`terminal`) and
+out of a notebook's cells (`notebook`), a sweep's progress (`progress`), a run's live curves (`live`, in a
+notebook only) and results rendered as text and HTML (`render`)."""
 
-__all__ = ["progress", "terminal"]
+__all__ = ["live", "notebook", "progress", "render", "shown", "terminal"]

@@ -1,11 +1,15 @@
 """Sweep progress as one line per finished trial, readable in a terminal and in a log file alike:
-trial k of N, its values, its score, the best so far and which trial, elapsed and estimated time left."""
+trial k of N, its values, its score, the best so far and which trial, elapsed and estimated time left. In a
+notebook the same line is one display, updated in place, with a bar of trials done."""
 
 from __future__ import annotations
 
 import re
 import time
 from typing import Any
+
+from tfsoftmax.display.notebook import in_notebook
+from tfsoftmax.display.shown import Shown
 
 
 def _value(value: Any) -> str:
@@ -23,6 +27,7 @@ class SweepProgress:
         self.total, self.objective = total, objective
         self.started = time.perf_counter()
         self.ended_here = 0
+        self.shown = Shown() if in_notebook() else None
 
     def line(self, trial: Any, ended: int | None, best: Any | None, reason: str = "") -> str:
         """The line for `trial`, given how many trials have ended so far and the best of them; a
@@ -54,9 +59,20 @@ class SweepProgress:
         # keras-tuner keeps the traceback's last line: drop its exception class, keep our message.
         reason = re.sub(r"^[\w.]+Error: ", "", message[-1]) if failed else ""
         if not local:
-            print(self.line(trial, None, None, reason), flush=True)
+            self._show(self.line(trial, None, None, reason), None)
             return
         ended = [t for t in oracle.trials.values() if str(t.status).lower() not in ("running", "idle")]
         # keras-tuner pads its best list with unfinished trials when none has completed.
         best = next((t for t in oracle.get_best_trials(1) if str(t.status).lower() == "completed"), None)
-        print(self.line(trial, len(ended), best, reason), flush=True)
+        self._show(self.line(trial, len(ended), best, reason), len(ended))
+
+    def _show(self, line: str, ended: int | None) -> None:
+        if self.shown is None:
+            print(line, flush=True)
+            return
+        import html
+
+        from IPython.display import HTML
+
+        bar = "" if ended is None else f'<progress value="{ended}" max="{self.total}"></progress> '
+        self.shown.show(HTML(f"<div>{bar}<code>{html.escape(line)}</code></div>"))

@@ -87,6 +87,13 @@ def verbose_requested(flag: bool) -> bool:
     return flag or os.environ.get(VERBOSE_ENV, "") not in ("", "0")
 
 
+def draws_in_place() -> bool:
+    """Whether stdout can redraw a line (a progress bar): a terminal can; a Jupyter cell's `!command` gives
+    the command a pseudo-terminal too, but the cell shows each redraw as more text (jupyter_client marks
+    a kernel's environment, which its shell commands inherit, with JPY_PARENT_PID)."""
+    return sys.stdout.isatty() and "JPY_PARENT_PID" not in os.environ
+
+
 def _write_all(fd: int, data: bytes) -> None:
     """Every byte: os.write may take only part."""
     try:

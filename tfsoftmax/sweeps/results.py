@@ -33,7 +33,7 @@ def execution_seed(seed: int, execution: int) -> int:
     return seed if execution == 0 else int(np.random.SeedSequence([seed, execution]).generate_state(1)[0])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class TrialRow:
     """One line of the results table."""
 
@@ -50,6 +50,11 @@ class TrialRow:
     def spread(self) -> float | None:
         """Best minus worst execution: how much of the score is the seed's doing."""
         return max(self.execution_scores) - min(self.execution_scores) if len(self.execution_scores) > 1 else None
+
+    def __repr__(self) -> str:
+        from tfsoftmax.display.render import trial_text
+
+        return trial_text(self)
 
 
 def _trial_status(trial: Any, first_execution: Path | None) -> tuple[str, str, dict[str, Any]]:
@@ -187,7 +192,7 @@ def best_trial_config(config: Config, best: TrialRow) -> Config:
     )
 
 
-@dataclass
+@dataclass(repr=False)
 class SweepResult:
     """What a finished sweep returns: its trials ranked best first, the best trial's config file, and the
     worker processes that ran it and the `--final` retrain where there were any."""
@@ -198,3 +203,14 @@ class SweepResult:
     wall_time_s: float
     workers: tuple[str, ...] = ()
     final: RunResult | None = None
+
+    def __repr__(self) -> str:
+        from tfsoftmax.display.render import sweep_text
+
+        return sweep_text(self)
+
+    def _repr_html_(self) -> str:
+        """The ranked trials (values, score, best epoch, status), the best one and the final run."""
+        from tfsoftmax.display.render import sweep_html
+
+        return sweep_html(self)

@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     import keras
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
-    """What a finished run returns to the CLI and to notebooks."""
+    """What a finished run returns to the CLI and to notebooks; a notebook renders it as HTML."""
 
     run_dir: Path
     status: str
@@ -34,3 +34,14 @@ class RunResult:
                 RUNTIME_ERROR,
             )
         return self
+
+    def __repr__(self) -> str:
+        from tfsoftmax.display.render import run_text
+
+        return run_text(self)
+
+    def _repr_html_(self) -> str:
+        """Status, test metrics, epochs, time, folder, curves and the TensorBoard command, in a notebook."""
+        from tfsoftmax.display.render import run_html
+
+        return run_html(self)
