@@ -48,4 +48,4 @@ lint: install
 	$(BIN)/lint-imports --no-cache
 
 docs: install
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet

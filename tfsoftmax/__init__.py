@@ -107,4 +107,6 @@ def tensorboard(path: str | Path) -> str:
     Raises:
         TfsoftmaxError: exit code 2, if `path` is not a directory.
     """
-    return notebook.show_board(Path(path))
+    from tfsoftmax.board import inline
+
+    return inline.show(Path(path))

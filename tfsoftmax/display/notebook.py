@@ -13,12 +13,11 @@ import re
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, TextIO
 
 from tfsoftmax.display.shown import Shown
 from tfsoftmax.display.terminal import RetracingFilter, StartupNotices, verbose_requested
-from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
+from tfsoftmax.errors import TfsoftmaxError
 
 THREAD_JOIN_S = 5.0  # at the end of a call, at most this long for the filter thread to pass on the last lines
 # keras-tuner prints this whenever a sweep's tuner is made again (every resume, every collect).
@@ -225,24 +224,3 @@ def python_errors() -> Iterator[None]:
         yield
     except TfsoftmaxError as e:
         raise TfsoftmaxError(python_words(str(e)), e.exit_code, e.resumable) from None
-
-
-def show_board(path: Path) -> str:
-    """TensorBoard on `path`: in a kernel started by TensorBoard's notebook support and shown in the cell;
-    elsewhere served from this process. Returns the dashboard's URL either way."""
-    from tfsoftmax.board.serve import choose, dashboard_url, serve
-
-    view = choose(path)
-    if not in_notebook():
-        return serve(view, "127.0.0.1", 0)  # port 0: one the system picks free
-    from tensorboard import manager
-    from tensorboard import notebook as tb_notebook
-
-    binary = Path(sys.executable).with_name("tensorboard")
-    if binary.is_file():  # a kernel of a virtualenv may not have its bin folder on PATH, where TensorBoard looks
-        os.environ.setdefault("TENSORBOARD_BINARY", str(binary))
-    started = manager.start(["--logdir", str(view.logdir), "--port", "0"])
-    if not isinstance(started, manager.StartLaunched | manager.StartReused):
-        raise TfsoftmaxError(f"board: TensorBoard did not start on {path}: {started}", RUNTIME_ERROR)
-    tb_notebook.display(port=started.info.port)
-    return dashboard_url(f"http://localhost:{started.info.port}/", view)
