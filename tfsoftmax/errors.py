@@ -1,4 +1,4 @@
-"""The package's exception type: every error a user can act on is a TfsoftmaxError (`tune.SearchStopped`,
+"""The package's exception type: every error a user can act on is a TfsoftmaxError (`tuners.SearchStopped`,
 one of them, also tells keras-tuner to end the search). Nothing here imports TensorFlow or keras-tuner."""
 
 from __future__ import annotations

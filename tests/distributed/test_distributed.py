@@ -127,7 +127,7 @@ def test_leases_hand_a_silent_workers_trial_on_then_fail_it_and_refuse_its_late_
     )
     oracle._set_project_dir(str(tmp_path), "tuner")
     now = [0.0]
-    chief = kt_private.LeasingServicer(oracle, Leases(lease_s=5, max_retries=1, clock=lambda: now[0]))
+    chief = kt_private.LeasingServicer(oracle, Leases(lease_s=5, max_retries=1, expected=0, clock=lambda: now[0]), 2)
     service = protos.get_service()
 
     def ask(tuner_id: str) -> object:

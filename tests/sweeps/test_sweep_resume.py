@@ -14,7 +14,7 @@ import pytest
 
 from tfsoftmax.config.loader import load_config, override
 from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
-from tfsoftmax.sweeps import tune
+from tfsoftmax.sweeps import tune, tuners
 from tfsoftmax.training import train
 
 from conftest import child_env, tfsoftmax_command
@@ -128,7 +128,7 @@ def test_an_error_inside_a_trial_stops_the_search_as_our_own_error(
     config = load_config(
         sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2] }', trials=2, algorithm="grid", pack=pack)
     )
-    with pytest.raises(tune.SearchStopped) as info:
+    with pytest.raises(tuners.SearchStopped) as info:
         tune.search(config)
     # keras-tuner re-raised it as it is: not wrapped, not recorded as a failed trial with the search going on.
     assert isinstance(info.value, keras_tuner.errors.FatalError) and info.value.exit_code == RUNTIME_ERROR

@@ -41,9 +41,10 @@ class SweepConfig(_Section):
     seed: int = spec(0, lambda v: 0 <= v < 2**32 - 1, "an integer in [0, 4294967294]")
     # Trials trained together in one pass over the batches (see packing.py); 1 trains each alone.
     pack: int = spec(16, at_least(1), "an integer >= 1: trials trained together at most; 1 trains each trial alone")
-    # Distributed sweeps: workers report after every epoch, so a lease must outlast the longest epoch.
+    # Distributed sweeps: a worker reports every quarter lease from a background thread, from joining to
+    # exit, whatever it computes; a lease outlasts three missed reports and a late fourth (docs: distributed).
     lease_s: float = spec(
-        300.0,
+        20.0,
         positive,
         "a finite number > 0: seconds without a report before a worker's trial is handed to another worker",
     )

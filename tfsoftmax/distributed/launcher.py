@@ -1,7 +1,8 @@
 """Scale-out on keras-tuner's own distributed mode: one chief oracle and N workers on this machine.
 
-keras-tuner takes each process's role from the environment. The chief hands a dead worker's trial on
-(`lease`), so the launcher starts a dead worker again with its id, which gets its trial back at once;
+keras-tuner takes each process's role from the environment. The launcher tells the chief how many workers
+it started, so the first worker to ask takes only its share (`lease`). The chief hands a dead worker's
+trials on, so the launcher starts a dead worker again with its id, which gets its trials back at once;
 it stops them all when the chief fails or is done, on Ctrl-C, or on a worker's config error.
 """
 
@@ -20,6 +21,7 @@ from tfsoftmax.config.loader import load_config
 from tfsoftmax.errors import CONFIG_ERROR, INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
 
 TUNER_ID, ORACLE_IP, ORACLE_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
+WORKERS = "TFSOFTMAX_SWEEP_WORKERS"  # how many workers the launcher started, for the chief's fair shares
 WORKER_GRACE_S = 60.0  # after the chief finishes, workers get this long to see "no more trials" and exit
 
 
@@ -40,6 +42,13 @@ def set_role(role: str, oracle: str) -> str:
         raise TfsoftmaxError(f"${TUNER_ID}: a worker's id must not contain 'chief', got '{tuner_id}'", CONFIG_ERROR)
     os.environ.update({TUNER_ID: tuner_id, ORACLE_IP: host, ORACLE_PORT: str(port)})
     return tuner_id
+
+
+def expected_workers() -> int:
+    """The workers a launcher started beside this chief; 0 for a chief started by hand, which learns its
+    workers as they ask."""
+    count = os.environ.get(WORKERS, "")
+    return int(count) if count.isdigit() else 0
 
 
 def free_port() -> int:
@@ -88,7 +97,7 @@ def launch(sweep_args: Sequence[str], workers: int) -> list[str]:
     command = [sys.executable, "-m", "tfsoftmax", "sweep", *sweep_args, "--oracle", oracle]
 
     def start(role: str, tuner_id: str) -> subprocess.Popen:
-        env = {**os.environ, TUNER_ID: tuner_id}
+        env = {**os.environ, TUNER_ID: tuner_id, WORKERS: str(workers)}
         # Own process groups: the launcher alone decides when they stop, and can stop their children too.
         return subprocess.Popen([*command, "--role", role], env=env, start_new_session=True)
 

@@ -15,7 +15,6 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tfsoftmax import data as data_lib
 from tfsoftmax.board import hparams
@@ -32,9 +31,6 @@ from tfsoftmax.sweeps.results import SweepResult
 from tfsoftmax.sweeps.tuners import make_tuner, sweep_dir
 from tfsoftmax.training import train
 from tfsoftmax.training.stopping import StopSignal
-
-if TYPE_CHECKING:
-    pass
 
 
 @contextlib.contextmanager
@@ -82,7 +78,11 @@ def search(config: Config, overwrite: bool = False, display: bool = False) -> Sw
             return _search(config, False, display)
     if kt_private.has_chief_oracle():
         fingerprint.check(config, sweep_dir(config), config.sweep.chief_timeout_s)
-        return _search(config, False, display)
+        heartbeat = kt_private.announce(config.sweep.chief_timeout_s, config.sweep.lease_s, sweep_dir(config))
+        try:
+            return _search(config, False, display)
+        finally:
+            heartbeat.close()
     with exclusive(config):
         return _search(config, overwrite, display)
 

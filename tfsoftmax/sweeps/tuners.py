@@ -1,17 +1,18 @@
 """One keras-tuner tuner per sweep algorithm, each keras-tuner's own with what a sweep adds (a stop between
 trials, a clean folder for a trial cut before its first epoch, errors that end the search, one progress line
-per trial, packed trials, and the chief's leases), and `make_tuner`, which picks one from the config."""
+per trial, packed trials, and the chief's leases, shares and token), and `make_tuner`, which picks one from the config."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras_tuner
 
 from tfsoftmax.config import Config
 from tfsoftmax.display.progress import SweepProgress
+from tfsoftmax.distributed import launcher, token
 from tfsoftmax.distributed.lease import Leases
 from tfsoftmax.errors import TfsoftmaxError
 from tfsoftmax.rundir import checkpoint
@@ -19,9 +20,6 @@ from tfsoftmax.rundir import layout as rundir
 from tfsoftmax.sweeps import estimate, kt_private, packing
 from tfsoftmax.sweeps.hypermodel import HyperModel
 from tfsoftmax.training.stopping import StopSignal
-
-if TYPE_CHECKING:
-    pass
 
 MAX_TRIALS_EVER = 1_000_000
 
@@ -45,7 +43,7 @@ class SweepTunerMixin:
         self.progress = SweepProgress(estimate.count_trials(config), config.sweep.objective)
         super().__init__(**kwargs)
         if kt_private.has_chief_oracle() and not kt_private.is_chief_oracle():
-            kt_private.use_leased_client(self, config.sweep.chief_timeout_s)
+            kt_private.use_leased_client(self, config.sweep.chief_timeout_s, sweep_dir(config))
 
     def search(self, *args: Any, **kwargs: Any) -> None:
         if not kt_private.is_chief_oracle():
@@ -54,8 +52,13 @@ class SweepTunerMixin:
             return super().search(*args, **kwargs)
         self.oracle.verbose = kwargs.get("verbose", 1)
         self.save()
-        # keras-tuner's chief waits forever for a dead worker's trial; this one hands it on.
-        kt_private.serve(self.oracle, Leases.of(self.sweep_config.sweep), lambda: self.stop.requested)
+        # keras-tuner's chief waits forever for a dead worker's trial and serves anyone who connects; this
+        # one hands the trial on and serves only the holders of its token.
+        leases = Leases.of(self.sweep_config.sweep, launcher.expected_workers())
+        with token.published(sweep_dir(self.sweep_config)) as secret:
+            kt_private.serve(
+                self.oracle, leases, estimate.count_trials(self.sweep_config), secret, lambda: self.stop.requested
+            )
         return None
 
     def on_epoch_end(self, trial: Any, model: Any, epoch: int, logs: dict | None = None) -> None:
