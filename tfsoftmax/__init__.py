@@ -86,7 +86,7 @@ def sweep(
 
     Raises:
         TfsoftmaxError: a config that cannot be swept (exit code 2); no trial completed, the final run
-        diverged, a process failed, a full disk or Ctrl-C (exit code 1 or 130; what finished is kept).
+            diverged, a process failed, a full disk or Ctrl-C (exit code 1 or 130; what finished is kept).
     """
     with notebook.quiet(), notebook.python_errors():
         from tfsoftmax.sweeps.tune import sweep as run_sweep

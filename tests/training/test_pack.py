@@ -20,9 +20,10 @@ from tfsoftmax import data as data_lib
 from tfsoftmax.config import Config
 from tfsoftmax.config.loader import load_config, override
 from tfsoftmax.models.softmax import build_model
-from tfsoftmax.sweeps import tune
+from tfsoftmax.sweeps import tune, tuners
 from tfsoftmax.training import train
 from tfsoftmax.training.pack import Member, Pack
+from tfsoftmax.training.packed_trial import member
 
 from conftest import child_env, tfsoftmax_command
 from sweep_helpers import sweep_file, trial_records
@@ -65,11 +66,7 @@ def test_a_pack_steps_every_trial_as_keras_fit_does(family: str) -> None:
         )
         histories.append(fit.history)
         kernels.append(model.get_weights()[0])
-    members = [
-        Member(c.train.lr, c.data.batch_size, c.train.momentum if c.train.optimizer == "momentum" else 0.0, wd)
-        for c, (_, _, _, wd) in zip(configs, MEMBERS[family], strict=True)
-    ]
-    pack = Pack(train_xy, 0, members, family, starts)
+    pack = Pack(train_xy, 0, [member(c) for c in configs], family, starts)
     assert pack.micro == 8
     for epoch in range(epochs):
         result = pack.epoch(epoch)
@@ -296,7 +293,7 @@ def test_a_pack_stopped_mid_epoch_leaves_every_record_whole(
     config = load_config(
         sweep_file(write_config, '"train.lr" = { values = [0.1, 0.2] }', trials=2, epochs=3, algorithm="grid")
     )
-    with pytest.raises(tune.SearchStopped):
+    with pytest.raises(tuners.SearchStopped):
         tune.search(config)
     sweep = tune.sweep_dir(config)
     # Read back through the record's own schema check: the second trial's epoch was logged, not saved.

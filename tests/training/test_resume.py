@@ -316,3 +316,72 @@ def test_signalled_run_resumes_to_the_uninterrupted_result(
     # A kill between writing the record and the checkpoint leaves the checkpoint one epoch behind.
     assert len(resumed_at) == 1 and record["epochs_completed"] - 1 <= resumed_at[0] <= record["epochs_completed"]
     _assert_same_result(whole.run_dir, cut)
+
+
+@pytest.mark.slow
+def test_resume_refuses_epochs_it_cannot_prove_across_processes(write_config: Callable[..., Path]) -> None:
+    """A 30-epoch run cut by Ctrl-C in one process; each resume is a process of its own. With the record
+    lost, the checkpoint behind the record by more than the one epoch a kill leaves, or a history shorter
+    than its epochs, the resume refuses in one line and trains nothing (once it recorded 27 of 30 epochs
+    from an epoch-3 checkpoint with no record); with the folder whole again it records all 30."""
+    epochs = 30
+    path = write_config(f'[train]\nepochs = {epochs}\n[logging]\nrun_name = "cut"')
+    cut = Path(load_config(path).logging.root) / "tiny" / "cut"
+    process = subprocess.Popen(
+        tfsoftmax_command("run", str(path)),
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while not (cut / "metrics.json").is_file() or _metrics(cut)["epochs_completed"] < 3:
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode == 130
+    record_file, original = cut / "metrics.json", (cut / "metrics.json").read_text()
+    done = json.loads(original)["epochs_completed"]
+    saved, checkpoint_file = checkpoint.latest(cut)
+    assert saved == done < epochs
+
+    def resume() -> tuple[int, str]:
+        ended = subprocess.run(
+            tfsoftmax_command("run", "--resume", str(cut)), env=child_env(), capture_output=True, text=True, timeout=300
+        )
+        return ended.returncode, ended.stderr.strip().splitlines()[-1] if ended.stderr.strip() else ""
+
+    refused = f"tfsoftmax: error: cannot resume {cut}: "
+    record_file.unlink()
+    assert resume() == (
+        1,
+        f"{refused}checkpoint/{checkpoint_file.name} holds {done} finished epoch(s), but metrics.json, the "
+        "record of what they were, is missing; start a new run",
+    )
+    record_file.write_text(original)
+    older = checkpoint_file.with_name("epoch-0001.npz")
+    checkpoint_file.rename(older)
+    assert resume() == (
+        1,
+        f"{refused}checkpoint/epoch-0001.npz holds 1 finished epoch(s), but metrics.json holds {done}; start a new run",
+    )
+    older.rename(checkpoint_file)
+    shorter = json.loads(original)
+    shorter["history"]["loss"].pop()
+    record_file.write_text(json.dumps(shorter))
+    assert resume() == (
+        1,
+        f"tfsoftmax: error: {record_file}: history.loss: {done - 1} values for {done} completed epochs",
+    )
+    # The refusals trained and wrote nothing.
+    assert checkpoint.latest(cut) == (done, checkpoint_file)
+    assert event_steps(cut / "train", "epoch_loss") == {step: 1 for step in range(done)}
+    record_file.write_text(original)
+    assert resume()[0] == 0
+    record = _metrics(cut)
+    assert record["status"] == "completed" and record["epochs_completed"] == epochs
+    assert record["resumed_at_epochs"] == [done]
+    assert all(len(values) == epochs for values in record["history"].values())
+    _assert_one_event_per_epoch(cut, epochs)

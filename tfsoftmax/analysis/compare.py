@@ -135,7 +135,7 @@ def compare(inputs: Sequence[str], out: str | Path | None = None, metric: str = 
 
     Raises:
         TfsoftmaxError: exit code 2 if no readable run remains (each skipped path is first reported on
-        stderr, one line each) or the metric is unknown; 1 if the output cannot be written.
+            stderr, one line each) or the metric is unknown; 1 if the output cannot be written.
     """
     if metric not in OBJECTIVES:
         raise TfsoftmaxError(f"compare: --metric: got '{metric}'; allowed: {', '.join(OBJECTIVES)}", CONFIG_ERROR)

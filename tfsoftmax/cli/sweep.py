@@ -70,9 +70,9 @@ def command(args: argparse.Namespace) -> int:
         print(f"sweep {args.role} '{tuner_id}' on {args.oracle}", flush=True)
         tune.search(config, display=args.verbose)
         return 0
-    from tfsoftmax import sweep
     from tfsoftmax.rundir.layout import RESULTS_CSV, RESULTS_JSON
     from tfsoftmax.sweeps.results import format_table
+    from tfsoftmax.sweeps.tune import sweep
 
     result = sweep(config, overwrite=args.overwrite, final=args.final, workers=args.workers or 0, display=args.verbose)
     if result.workers:

@@ -89,7 +89,7 @@ def launch(sweep_args: Sequence[str], workers: int) -> list[str]:
 
     Raises:
         TfsoftmaxError: the chief failed or died, a worker met a config error, every worker is gone (all
-        others are stopped), or Ctrl-C.
+            others are stopped), or Ctrl-C.
     """
     restarts = load_config(sweep_args[0]).sweep.max_retries  # what the chief and the workers read too
     port = free_port()

@@ -116,7 +116,9 @@ def restore(model: keras.Model, path: Path) -> None:
 def resume_point(run_dir: Path, record: dict[str, Any] | None) -> Resume:
     """The epoch to continue from: the checkpoint's, with the record's history cut to it (the record is
     written before the checkpoint, so it can be one epoch ahead, never behind; its history starts at
-    `first_epoch`, which only Hyperband's continued trials set)."""
+    `first_epoch`, which only Hyperband's continued trials set). A folder whose record and checkpoint do
+    not prove the same epochs is refused (`prove`)."""
+    prove(run_dir, record)
     found = latest(run_dir)
     epoch, weights = found if found else (0, None)
     best = _best_weights(weights) if weights is not None else None
@@ -133,6 +135,36 @@ def resume_point(run_dir: Path, record: dict[str, Any] | None) -> Resume:
     )
 
 
+def prove(run_dir: Path, record: dict[str, Any] | None) -> None:
+    """Refuse in one line to continue a folder whose record (`record`, None where it has none) and
+    checkpoint disagree on the epochs it finished: only an epoch both hold can be continued, and nothing
+    else rebuilds a lost record's history (TensorBoard keeps no steps, and may hold epochs twice)."""
+    why = _unproven(latest(run_dir), record)
+    if why is not None:
+        then = "remove it and run the same sweep command again" if rundir.is_trial(run_dir) else "start a new run"
+        raise TfsoftmaxError(f"cannot resume {run_dir}: {why}; {then}", RUNTIME_ERROR)
+
+
+def _unproven(found: tuple[int, Path] | None, record: dict[str, Any] | None) -> str | None:
+    """What the checkpoint `found` and the record do not both prove; None where they agree. The record is
+    written before the checkpoint, so it holds the checkpoint's epochs or, cut by a kill, one more."""
+    saved = None if found is None else f"{rundir.CHECKPOINTS}/{found[1].name} holds {found[0]} finished epoch(s)"
+    if record is None:
+        return None if saved is None else f"{saved}, but {rundir.RECORD}, the record of what they were, is missing"
+    done = record["epochs_completed"]
+    losses = len(record["history"].get("loss", []))
+    if losses != done:
+        return f"{rundir.RECORD} says {done} epoch(s) completed, but its history holds {losses}"
+    held = int(record.get("first_epoch", 0)) + done  # its history starts at `first_epoch`
+    if found is None:
+        return (
+            None
+            if done <= 1
+            else f"{rundir.RECORD} holds {held} finished epoch(s), but there is no checkpoint to continue"
+        )
+    return None if held - found[0] in (0, 1) else f"{saved}, but {rundir.RECORD} holds {held}"
+
+
 def _best_weights(path: Path) -> list[Any] | None:
     """The best epoch's weights stored with a checkpoint, None where it holds none."""
     import numpy as np
@@ -145,8 +177,9 @@ def _best_weights(path: Path) -> list[Any] | None:
         raise TfsoftmaxError(f"cannot read the checkpoint {path}: {e}; it is damaged", RUNTIME_ERROR) from None
 
 
-def resumable(run_dir: Path) -> dict[str, Any]:
-    """Check that `run_dir` is a run that `run --resume` can continue; return its record."""
+def resumable(run_dir: Path) -> dict[str, Any] | None:
+    """Check that `run_dir` is a run that `run --resume` can continue (`prove` included); return its record,
+    None where it has none yet."""
     run_dir = Path(run_dir)
     where = f"--resume {run_dir}"
     if not run_dir.is_dir():
@@ -163,8 +196,8 @@ def resumable(run_dir: Path) -> dict[str, Any]:
             f"{where}: a trial of the sweep {sweep}; run the same `tfsoftmax sweep` command again to continue it",
             CONFIG_ERROR,
         )
-    record = rundir.read_record(run_dir) or {"status": "running", "history": {}}
-    status = record["status"]
+    record = rundir.read_record(run_dir)
+    status = "running" if record is None else record["status"]
     if status == "completed":
         raise TfsoftmaxError(f"{where}: the run already completed; nothing to resume", CONFIG_ERROR)
     if status == "diverged":
@@ -173,4 +206,5 @@ def resumable(run_dir: Path) -> dict[str, Any]:
             "resuming would diverge again: change the config and start a new run",
             CONFIG_ERROR,
         )
+    prove(run_dir, record)
     return record

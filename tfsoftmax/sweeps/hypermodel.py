@@ -20,15 +20,14 @@ from tfsoftmax.rundir import layout as rundir
 from tfsoftmax.sweeps import kt_private
 from tfsoftmax.sweeps.results import config_for, execution_seed
 from tfsoftmax.training import train
+from tfsoftmax.training.epoch import STEPS, TRIAL_RESUME
 from tfsoftmax.training.stopping import StopSignal
-
-RESUME_WITH = "the same `tfsoftmax sweep` command (the trial continues from its last finished epoch)"
 
 
 def history(epochs: dict[str, list[float]]) -> keras.callbacks.History:
     """A Keras History holding a trial's per-epoch metrics, which keras-tuner reads the score from."""
     result = keras.callbacks.History()
-    result.history = {k: list(v) for k, v in epochs.items() if k != "steps"}
+    result.history = {k: list(v) for k, v in epochs.items() if k != STEPS}
     return result
 
 
@@ -69,7 +68,7 @@ class HyperModel(keras_tuner.HyperModel):
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise TfsoftmaxError(f"cannot write in {run_dir}: {e.strerror}", RUNTIME_ERROR) from None
-        train.write_run_files(run_dir, trial_config, self.dataset, RESUME_WITH)
+        train.write_run_files(run_dir, trial_config, self.dataset, TRIAL_RESUME)
         prior = rundir.read_record(run_dir)
         return prior, checkpoint.resume_point(run_dir, prior) if checkpoint.latest(run_dir) else None
 
@@ -133,8 +132,8 @@ class HyperModel(keras_tuner.HyperModel):
             stop=self.stop,
             **kwargs,
         )
-        train.finish_trial(model, record, run_dir, started)
-        if record.divergence is not None:
-            raise keras_tuner.errors.FailedTrialError(f"diverged: {record.divergence['reason']}")
+        train.finish_trial(model, record, started)
+        if record.failure is not None:
+            raise keras_tuner.errors.FailedTrialError(record.failure)
         # The whole trial's epochs, also those before a resume, so keras-tuner scores all of them.
         return history(record.history)

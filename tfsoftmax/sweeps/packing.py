@@ -19,13 +19,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfsoftmax.config import Config
-from tfsoftmax.errors import INTERRUPTED, TfsoftmaxError
+from tfsoftmax.errors import TfsoftmaxError
 from tfsoftmax.rundir import checkpoint
 from tfsoftmax.rundir import layout as rundir
 from tfsoftmax.sweeps import kt_private
 from tfsoftmax.training import train
-from tfsoftmax.training.pack import engine
-from tfsoftmax.training.packed_trial import PackedTrial, log_epoch, member, save_epoch
+from tfsoftmax.training.epoch import STEPS, TIME, logs, recorded
+from tfsoftmax.training.pack import Pack, engine
+from tfsoftmax.training.packed_trial import PackedTrial, family, log_epoch, save_epoch
 
 
 def packable(config: Config) -> bool:
@@ -38,11 +39,6 @@ def packable(config: Config) -> bool:
         and config.model.kind == "keras"
         and config.model.loss == "stable"
     )
-
-
-def family(config: Config) -> str:
-    """The pack a trial's optimizer can share: SGD with momentum is SGD with momentum 0."""
-    return "adam" if config.train.optimizer == "adam" else "sgd"
 
 
 def start(tuner: Any, trial: Any, epochs: int) -> PackedTrial | None:
@@ -58,7 +54,7 @@ def start(tuner: Any, trial: Any, epochs: int) -> PackedTrial | None:
     prior, resume = hypermodel.open_run(run_dir, config)
     packed = PackedTrial(trial, config, run_dir, resume, state)
     if prior is not None and prior["status"] == "completed":  # finished before the sweep was interrupted
-        packed.history, packed.stopped, packed.finished_before = prior["history"], True, True
+        packed.record.history, packed.finished_before = prior["history"], True
     elif resume is None:  # the HParams session keras-tuner's TensorBoard callback would start
         from tensorboard.plugins.hparams import api as hp_api
 
@@ -73,7 +69,7 @@ def groups(trials: list[PackedTrial]) -> Iterator[list[PackedTrial]]:
     """Trials that can step through the same batches: same optimizer family, seed and next epoch."""
     keyed: dict[tuple, list[PackedTrial]] = {}
     for t in trials:
-        keyed.setdefault((family(t.config), t.config.train.seed, t.epochs_completed), []).append(t)
+        keyed.setdefault((family(t.config), t.config.train.seed, t.record.next_epoch), []).append(t)
     yield from keyed.values()
 
 
@@ -109,7 +105,7 @@ def report(tuner: Any, t: PackedTrial, epoch: int, logs: dict[str, float]) -> No
         tuner.oracle.update_trial(t.trial.trial_id, {k: float(v) for k, v in logs.items()}, step=epoch)
     except kt_private.LeaseLost as e:
         print(f"sweep worker: {e}; dropping it from this pack", flush=True)
-        t.lost = t.ended = True
+        t.lost = t.record.ended = True
 
 
 def end(tuner: Any, t: PackedTrial, weights: list[np.ndarray] | None, started: float) -> None:
@@ -117,10 +113,10 @@ def end(tuner: Any, t: PackedTrial, weights: list[np.ndarray] | None, started: f
     finished before an interruption; then end it in the oracle."""
     t.close()
     if not t.finished_before:
-        kept = t.best_weights if t.patience and t.best_weights is not None else weights
-        train.finish_trial(tuner.hypermodel.holding(t.config, kept), t, t.run_dir, started)
-    t.ended = True
-    kt_private.set_outcome(t.trial, None if t.divergence is None else f"diverged: {t.divergence['reason']}")
+        model = tuner.hypermodel.holding(t.config, t.record.final_weights(weights))
+        train.finish_trial(model, t.record, started)
+    t.record.ended = True
+    kt_private.set_outcome(t.trial, t.record.failure)
     tuner.on_trial_end(t.trial)
 
 
@@ -130,8 +126,9 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
     splits = hypermodel.splits
     for t in trials:
         if t.finished_before:  # the oracle has not seen its epochs: report them, then end it
-            for epoch in range(t.epochs_completed):
-                report(tuner, t, epoch, {k: v[epoch] for k, v in t.history.items() if k not in ("steps", "time_s")})
+            history = t.record.history
+            for epoch in range(t.record.epochs_completed):
+                report(tuner, t, epoch, {k: v[epoch] for k, v in history.items() if k not in (STEPS, TIME)})
         if t.done:  # finished, or out of patience, before an interruption
             end(tuner, t, None if t.state is None else [t.state["kernel"], t.state["bias"]], started)
     live = [t for t in trials if not t.done]
@@ -139,84 +136,62 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
         return
     starts = [hypermodel.initial_weights(t.config) for t in live]
     paths = [w.path for w in hypermodel.holding(live[0].config, starts[0]).weights]
-    members, first = [member(t.config) for t in live], live[0].config
-    pack = engine(splits.train, first.train.seed, members, family(first), [(w[0], w[1]) for w in starts])
+    first = live[0].config
+    pack = engine(
+        splits.train, first.train.seed, [t.member for t in live], family(first), [(w[0], w[1]) for w in starts]
+    )
     for i, t in enumerate(live):
         if t.state is not None:
             pack.load(i, t.state)
-        t.packed = {"trials": [u.trial.trial_id for u in live], "micro_batch": pack.micro}
-    epoch = live[0].epochs_completed
-    with _recorded(live):
-        while any(not t.done for t in live):
-            if hypermodel.stop.requested:
-                raise KeyboardInterrupt
-            began = time.perf_counter()
-            with _alive(tuner, [t for t in live if not t.done], epoch):
-                result = pack.epoch(epoch)
-            trained = time.perf_counter()
-            val = pack.evaluate(*splits.val) if splits.val is not None else None
-            stepped = []
-            for i, t in enumerate(live):
-                if t.done:
-                    continue
-                if result.diverged_at[i]:
-                    batch = int(result.diverged_at[i])
-                    t.divergence = {
-                        "epoch": epoch + 1,
-                        "batch": batch,
-                        "reason": f"training loss became {float(result.loss[i])} at epoch {epoch + 1}, batch {batch}",
-                    }
-                    pack.stop(i)
-                    end(tuner, t, list(pack.weights(i)), started)
-                    continue
-                logs = {"loss": result.loss[i], "accuracy": result.accuracy[i]}
-                if val is not None:
-                    logs.update(val_loss=val[0][i], val_accuracy=val[1][i])
-                logs.update(learning_rate=t.config.train.lr, examples_per_second=pack.n / (trained - began))
-                log_epoch(pack, i, t, epoch, logs, int(result.steps[i]), paths)
-                stepped.append((i, t, logs, int(result.steps[i])))
-            # The pack's whole pass for all its trials: training, validation, their TensorBoard writes.
-            elapsed = time.perf_counter() - began
-            for i, t, logs, steps in stepped:
-                save_epoch(pack, i, t, epoch, logs, steps, elapsed)
-                report(tuner, t, epoch, logs)
-                if t.lost:
-                    pack.stop(i)
-                elif t.done:
-                    pack.stop(i)
-                    end(tuner, t, list(pack.weights(i)), started)
-            epoch += 1
-
-
-@contextlib.contextmanager
-def _recorded(trials: list[PackedTrial]) -> Iterator[None]:
-    """Every unfinished trial's record says how the pack stopped; Ctrl-C becomes the sweep's error."""
+        t.record.fields["packed"] = {"trials": [u.trial.trial_id for u in live], "micro_batch": pack.micro}
+    epoch = live[0].record.next_epoch
     try:
-        yield
-    except KeyboardInterrupt:
-        _mark(trials, "interrupted")
-        cut = [t for t in trials if not t.ended] or trials
-        raise TfsoftmaxError(
-            f"interrupted after {min(t.epochs_completed for t in cut)} finished epoch(s) of the packed trials "
-            f"{', '.join(t.trial.trial_id for t in cut)}",
-            INTERRUPTED,
-        ) from None
-    except TfsoftmaxError as e:
-        _mark(trials, "failed", error=str(e))
-        raise
-    except Exception:
-        _mark(trials, "failed")
-        raise
+        with recorded([t.record for t in live], "the packed trials "):
+            _train_epochs(tuner, pack, live, epoch, paths, started)
     finally:
-        for t in trials:
+        for t in live:
             t.close()
 
 
-def _mark(trials: list[PackedTrial], status: str, **extra: Any) -> None:
-    for t in trials:
-        if not t.ended:
-            with contextlib.suppress(TfsoftmaxError):
-                t.write(status=status, **extra)
+def _train_epochs(
+    tuner: Any, pack: Pack, live: list[PackedTrial], epoch: int, paths: list[str], started: float
+) -> None:
+    """The pack's passes from `epoch` on, each trial's epoch ended as its record and the oracle take it."""
+    hypermodel, splits = tuner.hypermodel, tuner.hypermodel.splits
+    while any(not t.done for t in live):
+        if hypermodel.stop.requested:
+            raise KeyboardInterrupt
+        began = time.perf_counter()
+        with _alive(tuner, [t for t in live if not t.done], epoch):
+            result = pack.epoch(epoch)
+        trained = time.perf_counter()
+        val = pack.evaluate(*splits.val) if splits.val is not None else None
+        stepped = []
+        for i, t in enumerate(live):
+            if t.done:
+                continue
+            if result.diverged_at[i]:
+                t.record.diverge(epoch, int(result.diverged_at[i]), result.loss[i])
+                pack.stop(i)
+                end(tuner, t, list(pack.weights(i)), started)
+                continue
+            validation = None if val is None else (val[0][i], val[1][i])
+            epoch_logs = logs(
+                result.loss[i], result.accuracy[i], validation, t.config.train.lr, pack.n / (trained - began)
+            )
+            log_epoch(pack, i, t, epoch, epoch_logs, paths)
+            stepped.append((i, t, epoch_logs, int(result.steps[i])))
+        # The pack's whole pass for all its trials: training, validation, their TensorBoard writes.
+        elapsed = time.perf_counter() - began
+        for i, t, epoch_logs, steps in stepped:
+            save_epoch(pack, i, t, epoch, epoch_logs, steps, elapsed)
+            report(tuner, t, epoch, epoch_logs)
+            if t.lost:
+                pack.stop(i)
+            elif t.done:
+                pack.stop(i)
+                end(tuner, t, list(pack.weights(i)), started)
+        epoch += 1
 
 
 def search(tuner: Any, **fit_kwargs: Any) -> None:
@@ -265,7 +240,7 @@ def _train_or_fail(tuner: Any, group: list[PackedTrial]) -> None:
         traceback.print_exc()
         message = traceback.format_exc()
         for t in group:
-            if not t.ended:
-                t.ended = True
+            if not t.record.ended:
+                t.record.ended = True
                 kt_private.set_outcome(t.trial, message)
                 tuner.on_trial_end(t.trial)

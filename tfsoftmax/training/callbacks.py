@@ -1,6 +1,7 @@
-"""The Keras callbacks every run and sweep trial trains with: whole-epoch timing, early stopping with the
-best epoch kept, and the record that stops a diverged or interrupted run and writes the run's record and
-checkpoint after each epoch."""
+"""The Keras callbacks every run and sweep trial trains with: whole-epoch timing, and the thin callback
+through which `model.fit` keeps the epoch contract (`epoch.Record`: the history, early stopping with the best
+epoch kept, divergence), stops a diverged or interrupted run and writes the record and checkpoint after each
+epoch."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import tensorflow as tf
 
 from tfsoftmax.files import ensure_space
 from tfsoftmax.rundir import checkpoint
-from tfsoftmax.rundir import layout as rundir
+from tfsoftmax.training.epoch import LEARNING_RATE, THROUGHPUT, TIME_TAG, TRAIN_RUN, Record
 
 if TYPE_CHECKING:
     from tfsoftmax.training.stopping import StopSignal
@@ -28,7 +29,7 @@ class Halted(Exception):
 class EpochStats(keras.callbacks.Callback):
     """Times each whole epoch as the user waits for it, and adds the learning rate and the training pass's
     throughput to each epoch's logs (where TensorBoard, History and the record pick them up). With
-    `board_dir`, each epoch's time goes to TensorBoard as `train/epoch_time_s`.
+    `board_dir`, each epoch's time goes to TensorBoard (`TIME_TAG` in the train run).
 
     Keras starts an epoch only after every callback has ended the one before, so the time from one epoch's
     start to the next is the whole epoch: training, validation, record, checkpoint and every callback's
@@ -47,7 +48,7 @@ class EpochStats(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         if self.board_dir is not None:
-            self.writer = tf.summary.create_file_writer(str(self.board_dir / "train"))
+            self.writer = tf.summary.create_file_writer(str(self.board_dir / TRAIN_RUN))
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         now = time.perf_counter()
@@ -61,8 +62,8 @@ class EpochStats(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         end = time.perf_counter()
         if logs is not None:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            logs["examples_per_second"] = self.n_train / ((self.train_end or end) - self.start)
+            logs[LEARNING_RATE] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            logs[THROUGHPUT] = self.n_train / ((self.train_end or end) - self.start)
         self.times.append(end - self.start)
         self.open = True
 
@@ -79,47 +80,15 @@ class EpochStats(keras.callbacks.Callback):
         self.open = False
         if self.writer is not None:
             with self.writer.as_default():
-                tf.summary.scalar("epoch_time_s", self.times[-1], step=self.epoch)
-
-
-class EarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras' early stopping on validation accuracy, the best epoch's weights restored when training ends.
-    A resumed run starts from its earlier epochs (their best value and epoch from the history, the weights
-    from the checkpoint), so a resume stops and keeps the same epoch as an uninterrupted run."""
-
-    MONITOR = "val_accuracy"
-
-    def __init__(self, patience: int, resume: checkpoint.Resume | None) -> None:
-        super().__init__(monitor=self.MONITOR, mode="max", patience=patience, restore_best_weights=True)
-        self.resume = resume
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        super().on_train_begin(logs)
-        earlier = self.resume
-        best = None if earlier is None or earlier.best is None else rundir.best_epoch(earlier.history, self.MONITOR)
-        if best is not None:
-            values = earlier.history[self.MONITOR]
-            self.best, self.best_epoch, self.wait = values[best], earlier.first_epoch + best, len(values) - 1 - best
-            self.best_weights = earlier.best
-
-    @property
-    def stopped_before(self) -> bool:
-        """Whether the epochs before a resume had already run out of patience: the stop was decided at the
-        last of them, so no epoch is left to train."""
-        history = {} if self.resume is None else self.resume.history
-        best = rundir.best_epoch(history, self.MONITOR)
-        return best is not None and len(history[self.MONITOR]) - 1 - best >= self.patience > 0
-
-    @property
-    def kept_epoch(self) -> int | None:
-        """The epoch (1-based) whose weights the run ends with."""
-        return None if self.best_weights is None else self.best_epoch + 1
+                tf.summary.scalar(TIME_TAG, self.times[-1], step=self.epoch)
 
 
 class RunRecord(keras.callbacks.Callback):
-    """Stops at the first non-finite loss (`Halted`) or once `stop` is requested (KeyboardInterrupt); after
-    every finished epoch writes the record (through `rundir`), then the checkpoint a resumed run continues
-    from. The epoch times come from `stats`, which must run before it."""
+    """`model.fit`'s side of the epoch contract (`epoch.Record`, which it holds as `record`): stops at the
+    first non-finite loss (`Halted`) or once `stop` is requested (KeyboardInterrupt), hands each finished
+    epoch to the record, stops training where its early stopping says so and ends with the kept epoch's
+    weights; writes the record after every epoch, then the checkpoint a resumed run continues from. The
+    epoch times come from `stats`, which must run before it."""
 
     def __init__(
         self,
@@ -129,23 +98,13 @@ class RunRecord(keras.callbacks.Callback):
         resume: checkpoint.Resume | None,
         stats: EpochStats,
         stop: StopSignal | None,
-        keep: EarlyStopping | None = None,
+        patience: int = 0,
     ) -> None:
         super().__init__()
-        self.run_dir, self.epochs, self.stats, self.stop, self.keep = run_dir, epochs, stats, stop, keep
-        self.history: dict[str, list[float]] = dict(resume.history) if resume else {}
-        self.earlier_times = list(self.history.get("time_s", []))
-        self.resumed = [*resume.resumed_at, resume.epoch] if resume else []
-        self.first_epoch = resume.first_epoch if resume else first_epoch  # where `history` starts
-        self.status = "running"
-        self.divergence: dict[str, Any] | None = None
+        self.stats, self.stop = stats, stop
+        self.record = Record(run_dir, epochs, patience, resume, first_epoch, str(run_dir))
         self.epoch = 0
         self.first_step = 0
-
-    @property
-    def epochs_completed(self) -> int:
-        """Epochs in the record: those whose end was written (the history starts at `first_epoch`)."""
-        return len(self.history.get("loss", []))
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch
@@ -160,46 +119,24 @@ class RunRecord(keras.callbacks.Callback):
             raise KeyboardInterrupt
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.divergence = {
-                "epoch": self.epoch + 1,
-                "batch": batch + 1,
-                "reason": f"training loss became {float(loss)} at epoch {self.epoch + 1}, batch {batch + 1}",
-            }
+            self.record.diverge(self.epoch, batch + 1, loss)
             raise Halted
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        ensure_space(self.run_dir)  # before this epoch's writes, ours and the callbacks' after us
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
-        self.history.setdefault("steps", []).append(self._iterations() - self.first_step)
-        self.write(status="running")
-        checkpoint.save(self.model, self.run_dir, epoch + 1, None if self.keep is None else self.keep.best_weights)
+        record = self.record
+        ensure_space(record.run_dir)  # before this epoch's writes, ours and the callbacks' after us
+        record.end_epoch(epoch, logs or {}, self._iterations() - self.first_step, self.stats.times[-1], self._weights)
+        if record.stopped:
+            self.model.stop_training = True
+        record.retime(self.stats.times)  # the epoch before closed at this one's start: its writes are in its time
+        record.write(status="running")
+        checkpoint.save(self.model, record.run_dir, epoch + 1, record.best_weights)
+
+    def _weights(self) -> list[Any]:
+        return self.model.get_weights()
 
     def on_train_end(self, logs: dict | None = None) -> None:
         # EpochStats (called first) has just closed the last epoch: its time now includes our writes.
-        self._take_times()
-
-    def _take_times(self) -> None:
-        # Only epochs the record holds: an epoch whose end failed to write is timed but not recorded.
-        if self.stats.times:
-            self.history["time_s"] = (self.earlier_times + self.stats.times)[: self.epochs_completed]
-
-    def write(
-        self, status: str, test: dict[str, float] | None = None, wall_time_s: float | None = None, **extra: Any
-    ) -> None:
-        """The record as it stands, with `status` and whatever the end of the run adds."""
-        self.status = status
-        self._take_times()
-        record = rundir.run_record(
-            status,
-            self.epochs,
-            self.history,
-            test=test,
-            wall_time_s=wall_time_s,
-            divergence=self.divergence,
-            resumed=self.resumed,
-            first_epoch=self.first_epoch,
-            kept_epoch=None if self.keep is None else self.keep.kept_epoch,
-            **extra,
-        )
-        rundir.write_record(self.run_dir, record)
+        self.record.retime(self.stats.times)
+        if self.record.best_weights is not None:
+            self.model.set_weights(self.record.best_weights)

@@ -9,7 +9,7 @@ reads the examples in the order a run of the same seed reads them (`data.epoch_o
 whose size divides every trial's batch size: a trial of batch 128 in a pack of micro-batch 32 sums the
 gradients of 4 micro-batches and applies its update after the fourth, exactly as its own run's batch
 would. Only the order of float additions differs from a run's, so a trial matches a standalone run of its
-config to float rounding (`tests/test_pack.py` measures how closely).
+config to float rounding (`tests/training/test_pack.py` measures how closely).
 """
 
 from __future__ import annotations

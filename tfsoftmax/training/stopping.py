@@ -9,6 +9,9 @@ import threading
 from types import TracebackType
 from typing import Any
 
+from tfsoftmax.display import notebook
+from tfsoftmax.training.epoch import STOPPING
+
 
 class StopSignal:
     """Within `with StopSignal() as stop:`, the first Ctrl-C or SIGTERM sets `stop.requested` (training
@@ -34,7 +37,7 @@ class StopSignal:
         if self._event.is_set():
             raise KeyboardInterrupt
         self._event.set()
-        print("\nstopping after this batch (press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        print(f"\n{notebook.for_here(STOPPING)}", file=sys.stderr, flush=True)
 
     def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():

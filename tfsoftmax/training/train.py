@@ -4,18 +4,20 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfsoftmax import data as data_lib
 from tfsoftmax.config import Config
+from tfsoftmax.display import notebook
+from tfsoftmax.display.terminal import draws_in_place
 from tfsoftmax.errors import INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import ensure_space, locked, reported_writes
 from tfsoftmax.rundir import checkpoint, environment
 from tfsoftmax.rundir import layout as rundir
-from tfsoftmax.training.callbacks import EarlyStopping, EpochStats, Halted, RunRecord
+from tfsoftmax.training.callbacks import EpochStats, Halted, RunRecord
+from tfsoftmax.training.epoch import Record, recorded, resume_command, with_resume_hint
 from tfsoftmax.training.result import RunResult
 from tfsoftmax.training.stopping import StopSignal
 
@@ -59,15 +61,15 @@ def fit(
     epoch_lines: bool = True,
     stop: StopSignal | None = None,
     **fit_kwargs: Any,
-) -> RunRecord:
+) -> Record:
     """`model.fit` with the record and timing callbacks ahead of `callbacks`, from `resume`'s epoch and
     weights if given (else from `initial_epoch`, as Hyperband passes it); returns the record. Keras
     prints each epoch unless `epoch_lines` is off (a sweep prints one line per trial instead). Training
     stops at the next batch end once `stop` is requested (never without one)."""
     first = fit_kwargs.pop("initial_epoch", 0)
     stats = EpochStats(len(splits.train[1]), run_dir)
-    keep = EarlyStopping(config.train.early_stopping, resume) if config.train.early_stopping else None
-    record = RunRecord(run_dir, epochs, first, resume, stats, stop, keep)
+    keeper = RunRecord(run_dir, epochs, first, resume, stats, stop, config.train.early_stopping)
+    record = keeper.record
     if resume is not None:
         first = max(first, resume.epoch)
         if resume.weights is not None:
@@ -75,16 +77,15 @@ def fit(
     train_ds = data_lib.train_batches(*splits.train, config.data.batch_size, config.train.seed, first)
     val_ds = None if splits.val is None else data_lib.eval_batches(*splits.val)
     # A progress bar on a terminal, one line per epoch in a log file.
-    verbose = 0 if not epoch_lines else 1 if sys.stdout.isatty() else 2
-    every = [stats, *([keep] if keep else []), record, *callbacks]  # the record saves what `keep` chose
-    try:
+    verbose = 0 if not epoch_lines else 1 if draws_in_place() else 2
+    every = [stats, keeper, *callbacks]
+    with recorded([record], ""):
         with reported_writes(run_dir):
             try:
-                last = first if keep is not None and keep.stopped_before else epochs
                 model.fit(
                     train_ds,
                     validation_data=val_ds,
-                    epochs=last,
+                    epochs=first if record.stopped else epochs,  # out of patience before a resume
                     initial_epoch=first,
                     verbose=verbose,
                     shuffle=False,
@@ -99,28 +100,12 @@ def fit(
                     raise
         if stop is not None and stop.requested:
             raise KeyboardInterrupt
-    except TfsoftmaxError as e:  # a full disk: keep the last good record if this one cannot be written
-        with contextlib.suppress(TfsoftmaxError):
-            record.write(status="failed", error=str(e))
-        raise
-    except Exception:
-        record.write(status="failed")  # a bug: the record says so, the traceback says where
-        raise
-    except KeyboardInterrupt:
-        record.write(status="interrupted")
-        raise TfsoftmaxError(
-            f"interrupted after {record.epochs_completed} finished epoch(s) of {run_dir}", INTERRUPTED
-        ) from None
     return record
-
-
-def _status(record: RunRecord) -> str:
-    return "diverged" if record.divergence is not None else "completed"
 
 
 def finish(
     model: keras.Model,
-    record: RunRecord,
+    record: Record,
     splits: data_lib.Splits,
     dataset: data_lib.Dataset,
     config: Config,
@@ -131,7 +116,7 @@ def finish(
     from tfsoftmax.board import hparams, report
 
     test: dict[str, float] = {}
-    status = _status(record)
+    status = record.outcome
     if status == "completed":
         scores = model.evaluate(data_lib.eval_batches(*splits.test), verbose=0, return_dict=True)
         test = {"loss": float(scores["loss"]), "accuracy": float(scores["accuracy"])}
@@ -161,21 +146,14 @@ def finish(
     )
 
 
-def finish_trial(model: keras.Model, record: RunRecord, run_dir: Path, started: float) -> None:
+def finish_trial(model: keras.Model, record: Record, started: float) -> None:
     """A sweep trial's record: model and metrics, but no test evaluation (the test split never chooses);
     `best` is its best epoch by validation accuracy."""
-    ensure_space(run_dir)
-    with reported_writes(run_dir):
-        rundir.save_model(model, run_dir)
-    history = record.history
-    i = rundir.best_epoch(history, "val_accuracy")
-    best = (
-        None
-        if i is None
-        else {"epoch": i + 1, "val_accuracy": history["val_accuracy"][i], "val_loss": history["val_loss"][i]}
-    )
-    record.write(status=_status(record), wall_time_s=time.perf_counter() - started, best=best)
-    checkpoint.remove(run_dir)
+    ensure_space(record.run_dir)
+    with reported_writes(record.run_dir):
+        rundir.save_model(model, record.run_dir)
+    record.write(status=record.outcome, wall_time_s=time.perf_counter() - started, best=record.trial_best())
+    checkpoint.remove(record.run_dir)
 
 
 def run(config: Config) -> RunResult:
@@ -195,7 +173,7 @@ def run(config: Config) -> RunResult:
     dataset = data_lib.load_dataset(config.data)
     run_dir = rundir.create(config)
     with locked(run_dir / rundir.LOCK):
-        write_run_files(run_dir, config, dataset, f"tfsoftmax run --resume {run_dir}")
+        write_run_files(run_dir, config, dataset, resume_command(run_dir))
         return _train(config, dataset, run_dir, None, started)
 
 
@@ -205,7 +183,7 @@ def resume(run_dir: Path) -> RunResult:
 
     Raises:
         TfsoftmaxError: not a run directory, a run that completed or diverged, or one that another
-        process is training.
+            process is training.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -236,15 +214,16 @@ def _train(
                 splits,
                 config,
                 run_dir,
-                [tensorboard_callback(run_dir, config)],
+                [tensorboard_callback(run_dir, config), *notebook.run_callbacks()],
                 config.train.epochs,
                 resume_from,
                 stop=stop,
+                epoch_lines=not notebook.in_notebook(),
             )
             return finish(model, record, splits, dataset, config, run_dir, started)
     except KeyboardInterrupt:  # a second Ctrl-C outside training: the last checkpoint is still there
-        raise TfsoftmaxError(f"interrupted; resume with: tfsoftmax run --resume {run_dir}", INTERRUPTED) from None
+        raise TfsoftmaxError(with_resume_hint("interrupted", run_dir), INTERRUPTED) from None
     except TfsoftmaxError as e:
         if e.resumable:
-            raise TfsoftmaxError(f"{e}; resume with: tfsoftmax run --resume {run_dir}", e.exit_code) from None
+            raise TfsoftmaxError(with_resume_hint(str(e), run_dir), e.exit_code) from None
         raise
