@@ -146,7 +146,7 @@ def test_low_disk_stops_before_writing_and_the_run_resumes(
     write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under the 4 MiB reserve a run stops in one line at the next epoch end (what runs without root can
-    test; tests/test_robustness.py fills a real small disk where mounting is allowed)."""
+    test; tests/training/test_robustness.py fills a real small disk where mounting is allowed)."""
     import shutil as shutil_module
 
     config = load_config(write_config(f"[train]\nepochs = {EPOCHS}"))

@@ -1,7 +1,7 @@
 """`tfsoftmax bench`'s timings of whole processes, from outside: one `tfsoftmax run` of the config (start-up and
 imports included) and a fixed sweep's throughput with one and two workers.
 
-Unlike the per-epoch methods in `bench`, these start `python -m tfsoftmax` children and read back what they
+Unlike the per-epoch methods in `methods`, these start `python -m tfsoftmax` children and read back what they
 leave in their run directories.
 """
 

@@ -1,10 +1,10 @@
-"""Experiment configs: frozen dataclasses, one per TOML section, validated whenever one is constructed
-(from a file, `override`, or `dataclasses.replace`), and the only place defaults live.
+"""The whole experiment config: the [sweep] section (with its space) and `Config`, which holds every
+section and checks them together when constructed (from a file, `override`, or `dataclasses.replace`).
 
-Every default is D2L's reference value. A key left out is "not set" (None in Python): the field's
-description says what it then means, and one property or function here resolves it. Reading files and
-overrides into a Config is `loader`'s job. A config is validated completely before TensorFlow is imported, so a bad file fails at once with one line naming
-the file, the key, the value and what is allowed.
+The run's sections and their defaults, D2L's reference values, are in `sections`; a key left out is "not
+set" (None in Python), and the field's description says what it then means. Reading files and overrides
+into a Config is `loader`'s job. A config is validated completely before TensorFlow is imported, so a bad
+file fails at once with one line naming the file, the key, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class SweepConfig(_Section):
     objective: str = spec("val_accuracy", choice(OBJECTIVES), " | ".join(OBJECTIVES))
     executions_per_trial: int = spec(1, at_least(1), "an integer >= 1")
     epochs: int | None = spec(None, at_least(1), "an integer >= 1; not set means train.epochs")
-    # keras-tuner reads a seed of 0 as "pick one at random"; the tuner gets seed + 1 (see tune.py).
+    # keras-tuner reads a seed of 0 as "pick one at random"; the tuner gets seed + 1 (`tuners.make_tuner`).
     seed: int = spec(0, lambda v: 0 <= v < 2**32 - 1, "an integer in [0, 4294967294]")
     # Trials trained together in one pass over the batches (see packing.py); 1 trains each alone.
     pack: int = spec(16, at_least(1), "an integer >= 1: trials trained together at most; 1 trains each trial alone")

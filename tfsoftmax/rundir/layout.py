@@ -1,4 +1,4 @@
-"""The run directory's format, owned here alone: every file's name, creating the folder, writing and
+"""The run directory's format, owned here: every file of a run's folder by name, creating the folder, writing and
 reading each file, the record's schema (with its format version), and where a sweep keeps its trials.
 
     <root>/<experiment>/<run>/          a run (`tfsoftmax run`)

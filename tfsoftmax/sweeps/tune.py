@@ -1,6 +1,7 @@
-"""Sweeps: one keras-tuner tuner per algorithm over the sweep's HyperModel (`hypermodel`), HParams declared
-up front, resumed trials, the results handed to `results` to rank and write, and `sweep`, the whole command:
-the search in this process or in worker processes, then the `--final` retrain.
+"""A whole sweep: `search` runs or resumes the keras-tuner search in this process (a worker's side too),
+one sweep of an experiment at a time; `collect` hands the trials to `results` to rank and write; `launch`
+runs the search in worker processes; and `sweep`, the whole command, adds the `--final` retrain of the
+best config (`final_config`). The tuners themselves are in `tuners`.
 
 A sweep's folder is `<root>/<experiment>/`, laid out as `rundir` describes: keras-tuner's project in
 `tuner/`, each `<trial_id>/execution<N>/` a complete run directory and TensorBoard run, and the results

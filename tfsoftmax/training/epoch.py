@@ -1,8 +1,8 @@
 """What an epoch means, written once for both training engines: Keras' `model.fit` (through the thin
 callbacks in `callbacks`) and the packed pass (`packed_trial`, `sweeps.packing`) hand each finished epoch's
 logs to a `Record`, which keeps the history, applies Keras' early-stopping rule (`Patience`), notes a
-divergence and writes the run's record through `rundir`. Also here, and nowhere else: an epoch's log keys
-and TensorBoard tags, what an interruption leaves and says, and how a user is told to resume.
+divergence and writes the run's record through `rundir`. Also here: an epoch's log keys and the TensorBoard
+tags both engines write (the HParams records in `board.hparams`, below this layer, name a few again), what an interruption leaves and says, and how a user is told to resume.
 
 An interrupted run keeps its record (status "interrupted" or "failed") and the checkpoint of its last
 finished epoch; TensorBoard holds whole epochs only, since a stopped epoch is never logged.

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from tfsoftmax import data as data_lib
 
-ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7  # Keras' Adam defaults, as `model` builds it
+ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7  # Keras' Adam defaults, as `models.softmax` builds it
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ class Pack(tf.Module):
 
     def timed_passes(self, epochs: int, val: tuple[np.ndarray, np.ndarray] | None) -> list[float]:
         """Seconds of each of `epochs` passes from epoch 0, validation on `val` included (the first one
-        compiles): what `--dry-run` and `bench` time a pack by."""
+        compiles): what `--dry-run` and `benchmarks/goals.py` time a pack by."""
         import time
 
         times = []

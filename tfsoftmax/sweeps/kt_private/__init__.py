@@ -1,7 +1,7 @@
 """keras-tuner's private API, used here and nowhere else: read from keras-tuner 1.4.8 (constraints.txt;
 setup.cfg allows 1.4.7 up to 1.5). An upgrade that moves or renames one of these breaks this adapter alone;
-tests/distributed/test_kt_private.py, tests/sweeps/test_tune.py's resumed-grid, interrupted-sweep and
-workers tests and tests/distributed/test_distributed.py use each of them.
+tests/distributed/test_kt_private.py, tests/sweeps/test_sweep_resume.py's resumed-grid, interrupted-sweep
+and workers tests and tests/distributed/test_distributed.py use each of them.
 
 - `engine`: the process's role in a distributed search, decided exactly as keras-tuner's own search loop
   decides it (`distribute.utils`); the grid oracle's walking order (`_populate_next`, `_ordered_ids`,
