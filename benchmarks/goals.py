@@ -107,7 +107,7 @@ def bookkeeping(dataset: Dataset, splits: Splits, config: Config, epochs: int) -
             stats = EpochStats(len(splits.train[1]))
             callbacks: list = [stats]
             if i >= 1:
-                callbacks.append(RunRecord(folder, epochs + 1, 0, None, stats, None))
+                callbacks.append(RunRecord(folder, epochs + 1, 0, None, stats, None, patience=0))
             if i >= 2:
                 tb = train.tensorboard_callback(folder, config)
                 tb.histogram_freq = int(config.logging.histograms and i >= 3)

@@ -31,7 +31,7 @@ METHODS = {
 
 
 def measure(
-    dataset: Dataset, splits: Splits, config: Config, epochs: int, report: Callable[[str], None] = lambda s: None
+    dataset: Dataset, splits: Splits, config: Config, epochs: int, report: Callable[[str], None]
 ) -> dict[str, MethodResult]:
     """Every method of METHODS on the same splits, the floor first."""
     scratch = override(config, {"model.kind": "scratch"})

@@ -100,13 +100,7 @@ def parse_entry(key: str, raw: Any, source: str) -> SpaceEntry:
         with from_source(source):
             return SpaceEntry(key=key, values=tuple(raw["values"]))
     with from_source(source):
-        return SpaceEntry(
-            key=key,
-            min=raw.get("min"),
-            max=raw.get("max"),
-            sampling=raw.get("sampling", "linear"),
-            step=raw.get("step"),
-        )
+        return SpaceEntry(key=key, **raw)
 
 
 def parse_space(raw: Any, source: str) -> tuple[SpaceEntry, ...]:

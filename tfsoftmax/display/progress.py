@@ -29,7 +29,7 @@ class SweepProgress:
         self.ended_here = 0
         self.shown = Shown() if in_notebook() else None
 
-    def line(self, trial: Any, ended: int | None, best: Any | None, reason: str = "") -> str:
+    def line(self, trial: Any, ended: int | None, best: Any | None, reason: str) -> str:
         """The line for `trial`, given how many trials have ended so far and the best of them; a
         distributed worker knows neither (None): its line has no count, best or time left."""
         values = " ".join(

@@ -98,7 +98,7 @@ class RunRecord(keras.callbacks.Callback):
         resume: checkpoint.Resume | None,
         stats: EpochStats,
         stop: StopSignal | None,
-        patience: int = 0,
+        patience: int,
     ) -> None:
         super().__init__()
         self.stats, self.stop = stats, stop
