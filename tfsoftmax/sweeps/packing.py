@@ -7,6 +7,8 @@ every trial's record and checkpoint as a resumed sweep needs them.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -69,6 +71,31 @@ def groups(trials: list[PackedTrial]) -> Iterator[list[PackedTrial]]:
     for t in trials:
         keyed.setdefault((family(t.config), t.config.train.seed, t.record.next_epoch), []).append(t)
     yield from keyed.values()
+
+
+@contextlib.contextmanager
+def _alive(tuner: Any, trials: list[PackedTrial], epoch: int) -> Iterator[None]:
+    """While a pass runs (the first one compiles for seconds), a distributed worker keeps telling the chief
+    it holds `trials`, so a short `sweep.lease_s` does not hand them on; a refusal is left to `report`."""
+    if not isinstance(tuner.oracle, kt_private.LeasedClient):
+        yield
+        return
+    done = threading.Event()
+    every = tuner.sweep_config.sweep.lease_s / 4
+
+    def beat() -> None:
+        while not done.wait(every):
+            for t in trials:
+                with contextlib.suppress(Exception):
+                    tuner.oracle.report(t.trial.trial_id, epoch)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def report(tuner: Any, t: PackedTrial, epoch: int, logs: dict[str, float]) -> None:
@@ -135,7 +162,8 @@ def _train_epochs(
         if hypermodel.stop.requested:
             raise KeyboardInterrupt
         began = time.perf_counter()
-        result = pack.epoch(epoch)
+        with _alive(tuner, [t for t in live if not t.done], epoch):
+            result = pack.epoch(epoch)
         trained = time.perf_counter()
         val = pack.evaluate(*splits.val) if splits.val is not None else None
         stepped = []
