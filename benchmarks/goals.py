@@ -10,6 +10,8 @@ steadier than either). Every timing but the floor's is a whole process, from out
 | the whole reference run | `tfsoftmax run` of the config | `python -c "import tensorflow, keras"` |
 | a 12 x 3 random sweep | `tfsoftmax sweep` | the same search in plain keras-tuner (plain_keras_tuner.py) |
 | the example sweep | `tfsoftmax sweep experiments/fashion_mnist_sweep.toml` | 60 s |
+| the example sweep's packed pass | one pass of its pack of 16 (in process) | the same FLOPs as two wide matmuls |
+| Hyperband, packed | the example sweep as Hyperband | the same command with `sweep.pack = 1` |
 | memory over many trials | peak RSS of a 100-trial sweep | the same sweep of 10 trials |
 """
 
@@ -57,6 +59,8 @@ GOALS = (
     ("whole run", "the reference `tfsoftmax run`", "import tensorflow, keras", 1.5),
     (SMALL_SWEEP, "tfsoftmax's random sweep", "plain keras-tuner", 0.15),
     ("example sweep", "`tfsoftmax sweep experiments/fashion_mnist_sweep.toml`", "60 s", 1.0),
+    ("packed pass", "the example sweep's pack of 16, one pass", "two wide matmuls", 2.0),
+    ("Hyperband", "the example sweep as Hyperband, packed", "the same, sweep.pack = 1", 0.3),
     ("peak memory", "RSS of a 100-trial sweep", "of a 10-trial sweep", 1.1),
 )
 
@@ -147,6 +151,20 @@ def in_process(config: Config, report: Callable[[str], None]) -> dict[str, Any]:
         "floor_threads": floor_threads or "default",
         "bookkeeping": bookkeeping(dataset, splits, config, 8),
         "packed_epoch_s": packed_epoch_s(dataset, splits, config, 5),
+        **pass_against_matmuls(dataset, splits, report),
+    }
+
+
+def pass_against_matmuls(dataset: Dataset, splits: Splits, report: Callable[[str], None]) -> dict[str, float]:
+    """The example sweep's pack (`sweep.pack` trials at its batch sizes) for one pass, and the same FLOPs as
+    two wide matmuls, in this process."""
+    from tfsoftmax.bench.packs import pack_pass_s, two_matmuls_s
+
+    example = load_config(EXAMPLE_SWEEP)
+    report(f"goals: the example sweep's pack of {example.sweep.pack}, and two wide matmuls ...")
+    return {
+        "pack_pass_s": pack_pass_s(dataset, splits, example, example.sweep.pack),
+        "two_matmuls_s": two_matmuls_s(dataset, splits, example.sweep.pack),
     }
 
 
@@ -183,6 +201,24 @@ def measure(config_path: str, report: Callable[[str], None]) -> dict[str, Any]:
         example = child(
             "example sweep", _tfsoftmax("sweep", str(EXAMPLE_SWEEP), "--set", f"logging.root={json.dumps(tmp)}")
         )
+        hyperband = {
+            pack: child(
+                f"example sweep as Hyperband, sweep.pack = {pack}",
+                _tfsoftmax(
+                    "sweep",
+                    str(EXAMPLE_SWEEP),
+                    "--set",
+                    'sweep.algorithm="hyperband"',
+                    "--set",
+                    f"sweep.pack={pack}",
+                    "--set",
+                    f"logging.root={json.dumps(tmp)}",
+                    "--set",
+                    f'logging.experiment="hyperband{pack}"',
+                ),
+            )  # fmt: skip
+            for pack in (1, load_config(EXAMPLE_SWEEP).sweep.pack)
+        }
         rss = {
             n: child(f"{n}-trial sweep", _tfsoftmax("sweep", str(_sweep_file(config, folder, f"rss_{n}", n, 1))))
             for n in (10, 100)
@@ -197,6 +233,8 @@ def measure(config_path: str, report: Callable[[str], None]) -> dict[str, Any]:
         (median[f"run {config.train.epochs} epochs"], median["import"]),
         (ours.wall_s, plain.wall_s),
         (example.wall_s, 60.0),
+        (out["pack_pass_s"], out["two_matmuls_s"]),
+        (hyperband[max(hyperband)].wall_s, hyperband[1].wall_s),
         (rss[100].peak_rss_mb, rss[10].peak_rss_mb),
     ]
     out["goals"] = [goal_row(goal, v, p) for goal, (v, p) in zip(GOALS, measured, strict=True)]
@@ -238,7 +276,8 @@ def format_goals(goals: dict[str, Any]) -> str:
     return "\n".join(
         [
             format_table(header, rows, right=(2, 4, 5)),
-            f"\nseconds (wall, whole processes) except memory (MB, peak RSS of the process); the floor: NumPy on "
+            f"\nseconds (wall, whole processes; the packed pass and its matmuls in process) except memory (MB, peak "
+            f"RSS of the process); the floor: NumPy on "
             f"{goals['floor_threads']} BLAS thread(s), the faster of 1 and the default; {SMALL_SWEEP}'s best "
             f"validation accuracy: tfsoftmax {best['tfsoftmax']:.4f}, plain keras-tuner {best['plain']:.4f}",
             "\na run's epoch (in process, median of 8 after a warm-up), one per-epoch writer added at a time:",

@@ -64,7 +64,7 @@ def test_goals_sweep_is_the_plain_keras_tuner_search(script: Callable[[str], Mod
 
 def test_goals_table_gives_each_goal_its_ratio_and_verdict(script: Callable[[str], ModuleType]) -> None:
     goals = script("goals")
-    values = [(0.12, 0.08), (9.0, 5.0), (9.0, 66.0), (30.0, 60.0), (1300.0, 1290.0)]
+    values = [(0.12, 0.08), (9.0, 5.0), (9.0, 66.0), (30.0, 60.0), (0.5, 0.13), (20.0, 70.0), (1300.0, 1290.0)]
     result = {
         "goals": [goals.goal_row(goal, v, p) for goal, (v, p) in zip(goals.GOALS, values, strict=True)],
         "floor_threads": 1,
@@ -79,6 +79,8 @@ def test_goals_table_gives_each_goal_its_ratio_and_verdict(script: Callable[[str
     assert "1.500" in rows["one more epoch"] and rows["one more epoch"].rstrip().endswith("yes")
     assert "1.800" in rows["whole run"] and rows["whole run"].rstrip().endswith("NO")
     assert "0.136" in rows["12 x 3 sweep"] and "+0.010" in text and "0.088 s, 1.10x the floor" in text
+    assert "3.846" in rows["packed pass"] and rows["packed pass"].rstrip().endswith("NO")
+    assert "0.286" in rows["Hyperband"] and rows["Hyperband"].rstrip().endswith("yes")
 
 
 def test_reproduce_reports_settled_trials_apart_from_oscillating_ones(script: Callable[[str], ModuleType]) -> None:

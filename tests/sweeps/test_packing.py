@@ -31,7 +31,7 @@ COMPLETED, FAILED = keras_tuner.engine.trial.TrialStatus.COMPLETED, keras_tuner.
     [
         ({}, True),
         ({"sweep.pack": 1}, False),  # every trial alone, through keras-tuner's loop
-        ({"sweep.algorithm": "hyperband"}, False),  # its trials continue their parents' models
+        ({"sweep.algorithm": "hyperband"}, True),  # a round is a pack; promoted trials start from their parents'
         ({"sweep.executions_per_trial": 2}, False),
         ({"model.kind": "scratch"}, False),  # the pack computes Keras' softmax regression only
     ],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tfsoftmax.config import space
+from tfsoftmax.config import Config, space
 from tfsoftmax.config.loader import load_config
 from tfsoftmax.errors import TfsoftmaxError
 from tfsoftmax.sweeps import estimate, results, tune
@@ -175,6 +175,47 @@ def test_hyperband_continues_trials_from_their_initial_epoch(write_config: Calla
     for record in continued.values():
         assert len(record["history"]["loss"]) == record["epochs_planned"] - record["first_epoch"]
     assert list(sweep.glob("*/execution0/checkpoint")) == []
+
+
+def _hyperband(write_config: Callable[..., Path], pack: int) -> Config:
+    """A Hyperband sweep of 10 trials (max 4 epochs), trained `pack` at a time, in its own experiment."""
+    space = '"train.lr" = { min = 0.05, max = 0.5, sampling = "log" }\n"data.batch_size" = { values = [8, 16] }'
+    extra = f'[logging]\nexperiment = "pack{pack}"\n'
+    return load_config(sweep_file(write_config, space, algorithm="hyperband", epochs=4, extra=extra, pack=pack))
+
+
+def _oracle_trials(sweep: Path) -> dict[str, tuple[dict, float | None]]:
+    """Each trial's values (Hyperband's own included: bracket, round, epochs, parent) and score, as the
+    oracle saved them."""
+    found = {}
+    for path in (sweep / "tuner").glob("trial_*/trial.json"):
+        saved = json.loads(path.read_text())
+        values = saved["hyperparameters"]["values"]
+        found[saved["trial_id"]] = (values, saved["score"])
+    return found
+
+
+@pytest.mark.slow
+def test_packed_hyperband_promotes_and_continues_the_trials_keras_tuners_own_loop_does(
+    write_config: Callable[..., Path],
+) -> None:
+    alone, packed = _hyperband(write_config, 1), _hyperband(write_config, 16)
+    tune.search(alone)
+    tune.search(packed)
+    one_by_one, in_packs = (_oracle_trials(tune.sweep_dir(c)) for c in (alone, packed))
+    assert len(in_packs) == estimate.count_trials(packed) == 10
+    # The same trials, made in the same order from the same random draws, promoted from the same parents.
+    assert {t: v for t, (v, _) in in_packs.items()} == {t: v for t, (v, _) in one_by_one.items()}
+    for trial, (_, score) in in_packs.items():  # scores to float rounding
+        assert score == pytest.approx(one_by_one[trial][1], abs=1e-6), trial
+    records, alone_records = trial_records(tune.sweep_dir(packed)), trial_records(tune.sweep_dir(alone))
+    assert all("trials" in r["packed"] for r in records.values())  # trained in packs, not one by one
+    continued = [t for t, (values, _) in in_packs.items() if "tuner/trial_id" in values]
+    assert continued
+    for trial in continued:  # each continues its parent's best epoch, as keras-tuner's Hyperband loads it
+        history, alone_history = records[trial]["history"], alone_records[trial]["history"]
+        assert records[trial]["first_epoch"] == in_packs[trial][0]["tuner/initial_epoch"] > 0
+        assert history["loss"] == pytest.approx(alone_history["loss"], rel=1e-4), trial
 
 
 @pytest.mark.slow

@@ -28,12 +28,25 @@ STEPS_TIMED = 500  # per batch size: enough for a steady rate, few enough that b
 HYPERBAND_FACTOR = 3  # keras-tuner's default, which the Hyperband tuner is given
 
 
-def hyperband_trials(max_epochs: int, factor: int) -> int:
-    """How many trials keras-tuner's HyperbandOracle runs in one iteration: each bracket's rounds train new
-    trials (continuing their parents' weights), so every round of every bracket counts."""
+def hyperband_rounds(max_epochs: int, factor: int) -> list[tuple[int, int, int]]:
+    """keras-tuner's HyperbandOracle's rounds in one iteration, as (trials, first epoch, last epoch): each
+    bracket's rounds train new trials, those after the first continuing their parents' weights."""
     brackets = 1 + int(math.log(max_epochs, factor) + 1e-9)
     end_size = math.ceil(1 + math.log(max_epochs, factor))
-    return sum(math.ceil(end_size / (b + 1) * factor ** (b - r)) for b in range(brackets) for r in range(b + 1))
+
+    def epochs(b: int, r: int) -> int:
+        return math.ceil(max_epochs / factor ** (b - r))
+
+    return [
+        (math.ceil(end_size / (b + 1) * factor ** (b - r)), epochs(b, r - 1) if r else 0, epochs(b, r))
+        for b in reversed(range(brackets))
+        for r in range(b + 1)
+    ]
+
+
+def hyperband_trials(max_epochs: int, factor: int) -> int:
+    """How many trials keras-tuner's HyperbandOracle runs in one iteration: every round of every bracket."""
+    return sum(trials for trials, _, _ in hyperband_rounds(max_epochs, factor))
 
 
 def count_trials(config: Config) -> int:
@@ -123,15 +136,22 @@ def pack_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Spl
 
 def _packed_estimate(config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits, trials: int) -> tuple:
     """(seconds, what they are made of) for a packed sweep: packs of one shape share one compilation."""
-    size = min(config.sweep.pack, trials)
+    pack = config.sweep.pack
+    if config.sweep.algorithm == "hyperband":  # each round trains as packs of its own shape
+        rounds = hyperband_rounds(config.trial_epochs, HYPERBAND_FACTOR)
+    else:
+        rounds = [(trials, 0, config.trial_epochs)]
+    size = min(pack, max(n for n, _, _ in rounds))
     first, later = pack_epoch_s(config, dataset, splits, size)
-    packs, epochs = math.ceil(trials / size), config.trial_epochs
-    per_trial = PACKED_TRIAL_OVERHEAD_S + epochs * PACKED_EPOCH_WRITES_S
-    seconds = (first - later) + packs * epochs * later + trials * per_trial
+    passes = sum(math.ceil(n / pack) * (last - start) for n, start, last in rounds)
+    epochs = sum(n * (last - start) for n, start, last in rounds)
+    compiling = (first - later) * len(rounds)
+    writes = trials * PACKED_TRIAL_OVERHEAD_S + epochs * PACKED_EPOCH_WRITES_S
+    seconds = compiling + passes * later + writes
     how = (
         f"measured pack of {size} trials (micro-batch {math.gcd(*batch_sizes(config))}): {later:.2f} s a pass for "
-        f"all of them, {first - later:.1f} s compiling; {packs} pack(s) x {epochs} epochs, +{per_trial:.2f} s of "
-        "writes per trial; trials of other optimizer families or seeds form packs of their own"
+        f"all of them, {first - later:.1f} s compiling per pack shape ({len(rounds)}); {passes} passes, "
+        f"+{writes:.1f} s of writes; trials of other optimizer families or seeds form packs of their own"
     )
     return seconds, how
 

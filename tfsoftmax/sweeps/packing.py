@@ -31,10 +31,9 @@ from tfsoftmax.training.packed_trial import PackedTrial, family, log_epoch, save
 
 def packable(config: Config) -> bool:
     """Whether a sweep's trials can train in packs: Keras softmax regression with its stable loss, one
-    execution per trial; Hyperband's trials continue their parents' models, so they run one by one."""
+    execution per trial (a Hyperband round is a pack; its promoted trials start from their parents')."""
     return (
         config.sweep.pack > 1
-        and config.sweep.algorithm != "hyperband"
         and config.sweep.executions_per_trial == 1
         and config.model.kind == "keras"
         and config.model.loss == "stable"
@@ -44,15 +43,20 @@ def packable(config: Config) -> bool:
 def start(tuner: Any, trial: Any, epochs: int) -> PackedTrial | None:
     """A trial's run directory made ready, as an unpacked trial's is; None where the trial cannot join a
     pack (a Keras checkpoint from an unpacked run of it) and must run alone."""
-    hypermodel = tuner.hypermodel
-    config = hypermodel.trial_config(trial.hyperparameters, epochs)
+    hypermodel, values = tuner.hypermodel, trial.hyperparameters.values
+    # Hyperband gives each trial its epochs and the epoch it starts at, as its own `run_trial` passes them.
+    config = hypermodel.trial_config(trial.hyperparameters, values.get("tuner/epochs", epochs))
     run_dir = rundir.trial_dir(rundir.experiment_dir(hypermodel.config), trial.trial_id) / f"{rundir.EXECUTION}0"
     found = checkpoint.latest(run_dir)
     state = None if found is None else checkpoint.load_packed(found[1])
     if found is not None and state is None:
         return None
     prior, resume = hypermodel.open_run(run_dir, config)
-    packed = PackedTrial(trial, config, run_dir, resume, state)
+    packed = PackedTrial(trial, config, run_dir, resume, state, values.get("tuner/initial_epoch", 0))
+    if hypermodel.config.sweep.algorithm == "hyperband":
+        packed.saver = kt_private.best_epoch_saver(tuner, trial, packed.record.history)
+        fresh = hypermodel.holding(config, hypermodel.initial_weights(config))
+        packed.start_weights = kt_private.parent_weights(tuner, trial, fresh)
     if prior is not None and prior["status"] == "completed":  # finished before the sweep was interrupted
         packed.record.history, packed.finished_before = prior["history"], True
     elif resume is None:  # the HParams session keras-tuner's TensorBoard callback would start
@@ -134,7 +138,7 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
     live = [t for t in trials if not t.done]
     if not live:
         return
-    starts = [hypermodel.initial_weights(t.config) for t in live]
+    starts = [hypermodel.initial_weights(t.config) if t.start_weights is None else t.start_weights for t in live]
     paths = [w.path for w in hypermodel.holding(live[0].config, starts[0]).weights]
     first = live[0].config
     pack = engine(
@@ -185,6 +189,9 @@ def _train_epochs(
         elapsed = time.perf_counter() - began
         for i, t, epoch_logs, steps in stepped:
             save_epoch(pack, i, t, epoch, epoch_logs, steps, elapsed)
+            if t.saver is not None:
+                t.saver.set_model(hypermodel.holding(t.config, list(pack.weights(i))))
+                t.saver.on_epoch_end(epoch, epoch_logs)
             report(tuner, t, epoch, epoch_logs)
             if t.lost:
                 pack.stop(i)

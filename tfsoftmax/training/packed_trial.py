@@ -41,12 +41,17 @@ class PackedTrial:
         run_dir: Path,
         resume: checkpoint.Resume | None,
         state: dict[str, np.ndarray] | None,
+        first_epoch: int = 0,
     ) -> None:
         self.trial, self.config, self.run_dir = trial, config, run_dir
         train = config.train
-        self.record = Record(run_dir, train.epochs, train.early_stopping, resume, 0, trial.trial_id, packed={})
+        self.record = Record(
+            run_dir, train.epochs, train.early_stopping, resume, first_epoch, trial.trial_id, packed={}
+        )
         self.member = member(config)
         self.state = state  # the packed checkpoint it resumes from
+        self.start_weights: list[np.ndarray] | None = None  # a Hyperband parent's, else a fresh model's
+        self.saver: Any = None  # keras-tuner's best-epoch checkpoint, where Hyperband continues it from
         self.finished_before = False  # completed before the sweep was interrupted
         self.lost = False  # a distributed chief handed it to another worker
         self.writers: dict[str, Any] = {}

@@ -5,9 +5,11 @@ and workers tests and tests/distributed/test_distributed.py use each of them.
 
 - `engine`: the process's role in a distributed search, decided exactly as keras-tuner's own search loop
   decides it (`distribute.utils`); the grid oracle's walking order (`_populate_next`, `_ordered_ids`,
-  `_compare`), which it does not save and which, left alone, it would extend only as trials end; one step
+  `_compare`), the Hyperband oracle's brackets and rounds (`_brackets`, `_get_size`, `_current_bracket`,
+  `_get_num_brackets`), which it does not save and which, left alone, it would extend only as trials end; one step
   of the tuner's own search loop (`_try_run_and_update_trial`), for a trial outside any pack; the
-  best-epoch checkpoint callback (`SaveBestEpoch`, its `objective` and `best_value`); a trial's HParams as
+  best-epoch checkpoint callback (`SaveBestEpoch`, its `objective` and `best_value`) and where it
+  writes (`_get_checkpoint_fname`), which Hyperband's next round loads a promoted trial from; a trial's HParams as
   keras-tuner's TensorBoard callback logs them (`tuner_utils`), and its status values; `utils.save_json`,
   through which every state file is written, replaced by an atomic write.
 - `client`: the distributed mode's gRPC client (`distribute.oracle_client.OracleClient`, `protos`), with
@@ -35,11 +37,13 @@ from tfsoftmax.sweeps.kt_private.engine import (
     SLOT,
     STOPPED,
     GridOracle,
+    best_epoch_saver,
     has_chief_oracle,
     initial_left,
     is_chief_oracle,
     keep_best_epoch,
     owner,
+    parent_weights,
     restore_grid_order,
     round_size,
     run_alone,
@@ -67,11 +71,13 @@ __all__ = [
     "LeasingServicer",
     "TokenCheck",
     "announce",
+    "best_epoch_saver",
     "has_chief_oracle",
     "initial_left",
     "is_chief_oracle",
     "keep_best_epoch",
     "owner",
+    "parent_weights",
     "restore_grid_order",
     "round_size",
     "run_alone",

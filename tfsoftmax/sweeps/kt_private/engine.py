@@ -71,10 +71,39 @@ def initial_left(oracle: Any) -> int | None:
     return max(0, unscored - sum(t.status == RUNNING for t in oracle.trials.values()))
 
 
+def hyperband_round_left(oracle: Any) -> int | None:
+    """How many trials a Hyperband oracle can give now without opening another round: those its first open
+    round still lacks (a round after the first takes only the promotions its last round's completed trials
+    allow), else the first round of the bracket it opens next. Asking no more keeps the order in which
+    keras-tuner's own one-at-a-time loop makes its trials, and so its random draws. None for other oracles."""
+    if not isinstance(oracle, keras_tuner.oracles.HyperbandOracle):
+        return None
+    for bracket in oracle._brackets:  # in `populate_space`'s order
+        number, rounds = bracket["bracket_num"], bracket["rounds"]
+        size = oracle._get_size(number, 0)
+        if len(rounds[0]) < size:
+            return size - len(rounds[0])
+        for r in range(1, len(rounds)):
+            size, past_size = oracle._get_size(number, r), oracle._get_size(number, r - 1)
+            chosen = {info["past_id"] for info in rounds[r]}
+            completed = sum(
+                oracle.trials[info["id"]].status == trial_module.TrialStatus.COMPLETED
+                for info in rounds[r - 1]
+                if info["id"] not in chosen
+            )
+            promotions = min(size - len(rounds[r]), completed - (past_size - size))
+            if promotions > 0:
+                return promotions
+    following = oracle._current_bracket - 1 if oracle._current_bracket > 0 else oracle._get_num_brackets() - 1
+    return oracle._get_size(following, 0)
+
+
 def round_size(oracle: Any, pack: int) -> int:
-    """How many trials to ask for at once: a pack, or a Bayesian oracle's initial points left (a distributed
-    chief limits its workers' rounds itself: `chief.LeasingServicer`)."""
+    """How many trials to ask for at once: a pack, a Bayesian oracle's initial points left, or a Hyperband
+    round's trials left (a distributed chief limits its workers' rounds itself: `chief.LeasingServicer`)."""
     left = initial_left(oracle)
+    if left is None:
+        left = hyperband_round_left(oracle)
     return pack if left is None else max(1, min(pack, left))
 
 
@@ -153,3 +182,25 @@ def keep_best_epoch(callbacks: list, earlier: dict[str, list[float]]) -> None:
             best = max(values) if callback.objective.direction == "max" else min(values)
             if callback.objective.better_than(best, callback.best_value):
                 callback.best_value = best
+
+
+def best_epoch_saver(tuner: Any, trial: Any, earlier: dict[str, list[float]]) -> Any:
+    """keras-tuner's own best-epoch checkpoint (`SaveBestEpoch`) for a trial trained outside `model.fit`: the
+    weights Hyperband's next round continues a promoted trial from, kept where keras-tuner keeps them."""
+    saver = tuner_utils.SaveBestEpoch(objective=tuner.oracle.objective, filepath=_checkpoint(tuner, trial.trial_id))
+    keep_best_epoch([saver], earlier)
+    return saver
+
+
+def parent_weights(tuner: Any, trial: Any, model: Any) -> list | None:
+    """A Hyperband trial's starting weights as keras-tuner's Hyperband loads them (`_build_hypermodel`): its
+    parent trial's best-epoch checkpoint, read into `model`; None for a trial that starts fresh."""
+    parent = trial.hyperparameters.values.get("tuner/trial_id")
+    if parent is None:
+        return None
+    model.load_weights(_checkpoint(tuner, parent))
+    return model.get_weights()
+
+
+def _checkpoint(tuner: Any, trial_id: str) -> str:
+    return tuner._get_checkpoint_fname(trial_id)
