@@ -8,6 +8,7 @@ every trial's record and checkpoint as a resumed sweep needs them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 import traceback
@@ -55,8 +56,8 @@ def start(tuner: Any, trial: Any, epochs: int) -> PackedTrial | None:
     packed = PackedTrial(trial, config, run_dir, resume, state, values.get("tuner/initial_epoch", 0))
     if hypermodel.config.sweep.algorithm == "hyperband":
         packed.saver = kt_private.best_epoch_saver(tuner, trial, packed.record.history)
-        fresh = hypermodel.holding(config, hypermodel.initial_weights(config))
-        packed.start_weights = kt_private.parent_weights(tuner, trial, fresh)
+        holding = functools.partial(hypermodel.holding, config, hypermodel.initial_weights(config))
+        packed.start_weights = kt_private.parent_weights(tuner, trial, holding)
     if prior is not None and prior["status"] == "completed":  # finished before the sweep was interrupted
         packed.record.history, packed.finished_before = prior["history"], True
     elif resume is None:  # the HParams session keras-tuner's TensorBoard callback would start
@@ -190,8 +191,7 @@ def _train_epochs(
         for i, t, epoch_logs, steps in stepped:
             save_epoch(pack, i, t, epoch, epoch_logs, steps, elapsed)
             if t.saver is not None:
-                t.saver.set_model(hypermodel.holding(t.config, list(pack.weights(i))))
-                t.saver.on_epoch_end(epoch, epoch_logs)
+                _keep_best(hypermodel, pack, i, t, epoch, epoch_logs)
             report(tuner, t, epoch, epoch_logs)
             if t.lost:
                 pack.stop(i)
@@ -199,6 +199,18 @@ def _train_epochs(
                 pack.stop(i)
                 end(tuner, t, list(pack.weights(i)), started)
         epoch += 1
+
+
+def _keep_best(hypermodel: Any, pack: Pack, i: int, t: PackedTrial, epoch: int, epoch_logs: dict[str, float]) -> None:
+    """A Hyperband trial's epoch to keras-tuner's best-epoch checkpoint, which writes the weights when the
+    epoch improves the objective; a model holds them only then."""
+    objective = t.saver.objective
+    if objective.has_value(epoch_logs) and not objective.better_than(
+        objective.get_value(epoch_logs), t.saver.best_value
+    ):
+        return
+    t.saver.set_model(hypermodel.holding(t.config, list(pack.weights(i))))
+    t.saver.on_epoch_end(epoch, epoch_logs)
 
 
 def search(tuner: Any, **fit_kwargs: Any) -> None:

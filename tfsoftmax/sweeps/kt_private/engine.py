@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -192,12 +193,14 @@ def best_epoch_saver(tuner: Any, trial: Any, earlier: dict[str, list[float]]) ->
     return saver
 
 
-def parent_weights(tuner: Any, trial: Any, model: Any) -> list | None:
+def parent_weights(tuner: Any, trial: Any, holding: Callable[[], Any]) -> list | None:
     """A Hyperband trial's starting weights as keras-tuner's Hyperband loads them (`_build_hypermodel`): its
-    parent trial's best-epoch checkpoint, read into `model`; None for a trial that starts fresh."""
+    parent trial's best-epoch checkpoint, read into the model `holding` gives; None for a trial that starts
+    fresh."""
     parent = trial.hyperparameters.values.get("tuner/trial_id")
     if parent is None:
         return None
+    model = holding()
     model.load_weights(_checkpoint(tuner, parent))
     return model.get_weights()
 
