@@ -1,6 +1,6 @@
-"""Scale-out with every timing and pack key at its default: the launcher's workers share the trials, and a
-worker killed for good costs its trials' lost epochs, not the sweep. Counted from each trial's
-`environment.json`, as a user would."""
+"""Scale-out with every timing and pack key at its default: the launcher's workers share the trials (a packed
+Hyperband's too), and a worker killed for good costs its trials' lost epochs, not the sweep. Counted from
+each trial's `environment.json`, as a user would."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 from tfsoftmax.config.loader import load_config
 from tfsoftmax.distributed.launcher import free_port
-from tfsoftmax.sweeps import tune
+from tfsoftmax.sweeps import estimate, tune
 
 from conftest import child_env, tfsoftmax_command
 from sweep_helpers import processes_mentioning, sweep_file, trial_records
@@ -110,3 +110,22 @@ def test_a_worker_killed_for_good_costs_its_trials_epochs_not_the_sweep(
     for trial in held[victim]:  # the survivor continued them from their last epoch checkpoints
         assert _runner(sweep, trial) == survivor and records[trial]["resumed_at_epochs"][0] >= 1, records[trial]
     assert processes_mentioning(str(tmp_path)) == []
+
+
+@pytest.mark.slow
+def test_two_launched_workers_share_a_packed_hyperband_search(write_config: Callable[..., Path]) -> None:
+    path = sweep_file(write_config, SPACE, algorithm="hyperband", epochs=4)
+    config = load_config(path)
+    sweep = tune.sweep_dir(config)
+    command = tfsoftmax_command("sweep", str(path), "--workers", "2")
+    result = subprocess.run(command, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = trial_records(sweep)
+    print(f"\ntrials per worker {dict(_runners(sweep))}")
+    assert len(records) == estimate.count_trials(config) and set(_runners(sweep)) == {"worker0", "worker1"}
+    assert all(r["status"] == "completed" and "trials" in r["packed"] for r in records.values())
+    saved = [json.loads(p.read_text()) for p in sweep.glob("tuner/trial_*/trial.json")]
+    assert {t["status"] for t in saved} == {"COMPLETED"} and len(saved) == len(records)
+    continued = [r for r in records.values() if r.get("first_epoch", 0) > 0]
+    assert continued  # promoted trials went on from their parents' epochs, on whichever worker
+    assert all(len(r["history"]["loss"]) == r["epochs_planned"] - r["first_epoch"] for r in continued)
