@@ -164,3 +164,39 @@ def test_a_trial_another_worker_took_is_dropped_and_its_mate_goes_on(
     taken = rundir.read_record(trials[1].run_dir)
     assert taken["status"] == "running" and taken["epochs_completed"] == 1
     assert rundir.read_record(trials[0].run_dir)["status"] == "completed"
+
+
+def test_a_packed_hyperband_asks_keras_tuners_rounds_one_at_a_time(tmp_path: Path) -> None:
+    """Against keras-tuner's own HyperbandOracle: each ask takes exactly one round (its trials share their
+    epochs), the rounds come in the oracle's order, and `estimate` counts the same rounds."""
+    import random
+
+    from tfsoftmax.sweeps import estimate
+
+    hp = keras_tuner.HyperParameters()
+    hp.Float("x", 0.0, 1.0)
+    oracle = keras_tuner.oracles.HyperbandOracle(
+        objective=keras_tuner.Objective("score", "max"), max_epochs=10, factor=3, seed=1, hyperparameters=hp
+    )
+    oracle._set_project_dir(str(tmp_path), "hyperband")
+    scores, rounds = random.Random(0), []
+    while True:
+        asked = []
+        for k in range(kt_private.round_size(oracle, 16)):
+            trial = oracle.create_trial(kt_private.slot_id("w", k))
+            if trial.status != kt_private.RUNNING:
+                break
+            asked.append(trial)
+        if not asked:
+            break
+        budgets = {
+            (t.hyperparameters.values["tuner/initial_epoch"], t.hyperparameters.values["tuner/epochs"]) for t in asked
+        }
+        assert len(budgets) == 1, budgets  # one round: one epoch budget
+        rounds.append((len(asked), *budgets.pop()))
+        for trial in asked:
+            oracle.update_trial(trial.trial_id, {"score": scores.random()}, step=0)
+            trial.status = COMPLETED
+            oracle.end_trial(trial)
+    assert rounds == estimate.hyperband_rounds(10, 3)
+    assert sum(n for n, _, _ in rounds) == estimate.count_trials(override(Config(), {"sweep.algorithm": "hyperband"}))

@@ -169,7 +169,12 @@ def describe(config: Config) -> str:
             step = f", step {e.step}" if e.step else ""
             lines.append(f"  {e.key:<24} {e.min} .. {e.max} ({e.sampling}{step})")
     trials, epochs, executions = count_trials(config), config.trial_epochs, config.sweep.executions_per_trial
-    lines.append(f"trials: {trials}, {epochs} epochs each, {executions} execution(s) per trial")
+    if config.sweep.algorithm == "hyperband":
+        budgets = sorted({last for _, _, last in hyperband_rounds(epochs, HYPERBAND_FACTOR)})
+        each = f"{budgets[0]} to {budgets[-1]} epochs each (Hyperband's rounds)"
+    else:
+        each = f"{epochs} epochs each"
+    lines.append(f"trials: {trials}, {each}, {executions} execution(s) per trial")
     dataset = data_lib.load_dataset(config.data)
     splits = data_lib.split(dataset, config.data)
     # TensorFlow's import and the data's loading, which the sweep pays too (the interpreter's own start
