@@ -173,12 +173,18 @@ def test_a_packed_hyperband_asks_keras_tuners_rounds_one_at_a_time(tmp_path: Pat
 
     from tfsoftmax.sweeps import estimate
 
+    epochs = Config().trial_epochs
     hp = keras_tuner.HyperParameters()
     hp.Float("x", 0.0, 1.0)
-    oracle = keras_tuner.oracles.HyperbandOracle(
-        objective=keras_tuner.Objective("score", "max"), max_epochs=10, factor=3, seed=1, hyperparameters=hp
-    )
-    oracle._set_project_dir(str(tmp_path), "hyperband")
+    oracle = keras_tuner.Hyperband(
+        hypermodel=lambda hp: None,
+        objective=keras_tuner.Objective("score", "max"),
+        max_epochs=epochs,
+        factor=estimate.HYPERBAND_FACTOR,
+        seed=1,
+        hyperparameters=hp,
+        directory=str(tmp_path),
+    ).oracle
     scores, rounds = random.Random(0), []
     while True:
         asked = []
@@ -198,5 +204,5 @@ def test_a_packed_hyperband_asks_keras_tuners_rounds_one_at_a_time(tmp_path: Pat
             oracle.update_trial(trial.trial_id, {"score": scores.random()}, step=0)
             trial.status = COMPLETED
             oracle.end_trial(trial)
-    assert rounds == estimate.hyperband_rounds(10, 3)
+    assert rounds == estimate.hyperband_rounds(epochs, estimate.HYPERBAND_FACTOR)
     assert sum(n for n, _, _ in rounds) == estimate.count_trials(override(Config(), {"sweep.algorithm": "hyperband"}))

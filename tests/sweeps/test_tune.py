@@ -178,9 +178,10 @@ def test_hyperband_continues_trials_from_their_initial_epoch(write_config: Calla
 
 
 def _hyperband(write_config: Callable[..., Path], pack: int) -> Config:
-    """A Hyperband sweep of 10 trials (max 4 epochs), trained `pack` at a time, in its own experiment."""
-    space = '"train.lr" = { min = 0.05, max = 0.5, sampling = "log" }\n"data.batch_size" = { values = [8, 16] }'
-    extra = f'[logging]\nexperiment = "pack{pack}"\n'
+    """A Hyperband sweep of 10 trials (max 4 epochs), trained `pack` at a time, in its own experiment. With
+    momentum, a promoted trial must continue its parent's optimizer state too."""
+    space = '"train.lr" = { min = 0.002, max = 0.02, sampling = "log" }\n"data.batch_size" = { values = [8, 16] }'
+    extra = f'[train]\noptimizer = "momentum"\n[logging]\nexperiment = "pack{pack}"\n'
     return load_config(sweep_file(write_config, space, algorithm="hyperband", epochs=4, extra=extra, pack=pack))
 
 
@@ -212,6 +213,9 @@ def test_packed_hyperband_promotes_and_continues_the_trials_keras_tuners_own_loo
     assert all("trials" in r["packed"] for r in records.values())  # trained in packs, not one by one
     continued = [t for t, (values, _) in in_packs.items() if "tuner/trial_id" in values]
     assert continued
+    for trial in in_packs:  # what keras-tuner's Hyperband reads of a parent, whichever way it trained
+        folder = tune.sweep_dir(packed) / "tuner" / f"trial_{trial}"
+        assert (folder / "checkpoint.weights.h5").is_file() and (folder / "build_config.json").is_file()
     for trial in continued:  # each continues its parent's best epoch, as keras-tuner's Hyperband loads it
         history, alone_history = records[trial]["history"], alone_records[trial]["history"]
         assert records[trial]["first_epoch"] == in_packs[trial][0]["tuner/initial_epoch"] > 0

@@ -42,7 +42,7 @@ def _trial(tmp_path: Path, resume: checkpoint.Resume | None = None, **values: An
     config = override(Config(), {"train.epochs": 4, "data.batch_size": 16, **values})
     run_dir = tmp_path / "0" / "execution0"
     run_dir.mkdir(parents=True, exist_ok=True)
-    return PackedTrial(SimpleNamespace(trial_id="0"), config, run_dir, resume, None)
+    return PackedTrial(SimpleNamespace(trial_id="0"), config, run_dir, resume, None, 0)
 
 
 def _history(val_accuracy: list[float]) -> dict[str, list[float]]:

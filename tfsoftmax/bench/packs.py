@@ -8,33 +8,33 @@ import statistics
 import time
 from typing import TYPE_CHECKING
 
-from tfsoftmax.config.loader import override
-from tfsoftmax.sweeps.estimate import batch_sizes
+from tfsoftmax.sweeps.estimate import spread_members
 
 if TYPE_CHECKING:
     from tfsoftmax.config import Config
     from tfsoftmax.data import Dataset, Splits
 
+PASSES = 4  # timed after the first, which compiles; the median is reported
+MATMUL_TURNS = 5  # the best is reported: the floor is what the machine can do
 
-def pack_pass_s(dataset: Dataset, splits: Splits, config: Config, size: int, passes: int = 4) -> float:
+
+def pack_pass_s(dataset: Dataset, splits: Splits, config: Config, size: int) -> float:
     """Median seconds of a training pass (no validation) of `size` trials of the sweep's optimizer, at its
     batch sizes in turn, after a first pass that compiles."""
     import numpy as np
 
-    from tfsoftmax.sweeps.packing import family
     from tfsoftmax.training.pack import Pack
-    from tfsoftmax.training.packed_trial import member
+    from tfsoftmax.training.packed_trial import family
 
-    sizes = batch_sizes(config)
-    members = [member(override(config, {"data.batch_size": sizes[i % len(sizes)]})) for i in range(size)]
+    members = spread_members(config, size)
     inputs = int(np.prod(dataset.image_shape))
     start = np.zeros((inputs, dataset.num_classes), np.float32), np.zeros(dataset.num_classes, np.float32)
     pack = Pack(splits.train, config.train.seed, members, family(config), [start] * size)
-    return statistics.median(pack.timed_passes(passes + 1, None)[1:])
+    return statistics.median(pack.timed_passes(PASSES + 1, None)[1:])
 
 
-def two_matmuls_s(dataset: Dataset, splits: Splits, size: int, turns: int = 5) -> float:
-    """Best-of-`turns` seconds of the pass's FLOPs as two wide matmuls: the training split times a weight
+def two_matmuls_s(dataset: Dataset, splits: Splits, size: int) -> float:
+    """Best-of-MATMUL_TURNS seconds of the pass's FLOPs as two wide matmuls: the training split times a weight
     matrix of `size` trials' columns, and its transpose times a gradient of that width."""
     import numpy as np
     import tensorflow as tf
@@ -51,7 +51,7 @@ def two_matmuls_s(dataset: Dataset, splits: Splits, size: int, turns: int = 5) -
 
     both()
     times = []
-    for _ in range(turns):
+    for _ in range(MATMUL_TURNS):
         began = time.perf_counter()
         both().numpy()
         times.append(time.perf_counter() - began)

@@ -70,6 +70,15 @@ def batch_sizes(config: Config) -> list[int]:
     return list(entry.values) if entry.values else [int(entry.min), int(entry.max)]
 
 
+def spread_members(config: Config, size: int) -> list:
+    """`size` pack members of the sweep's optimizer at its batch sizes in turn: a pack as the sweep forms
+    them, for timing one."""
+    from tfsoftmax.training.packed_trial import member
+
+    sizes = batch_sizes(config)
+    return [member(override(config, {"data.batch_size": sizes[i % len(sizes)]})) for i in range(size)]
+
+
 def whole_epoch_s(
     config: Config, dataset: data_lib.Dataset, splits: data_lib.Splits, batch_size: int
 ) -> tuple[float, float]:
@@ -116,9 +125,8 @@ def pack_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Spl
     validation included, on random inputs: at most STEPS_TIMED micro-batches, scaled to the real epoch."""
     import numpy as np
 
-    from tfsoftmax.sweeps.packing import family
     from tfsoftmax.training.pack import Pack
-    from tfsoftmax.training.packed_trial import member
+    from tfsoftmax.training.packed_trial import family
 
     sizes = batch_sizes(config)
     rng = np.random.default_rng(0)
@@ -127,7 +135,7 @@ def pack_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Spl
     shape = splits.train[0].shape[1:]
     fake = rng.random((timed, *shape), dtype=np.float32), rng.integers(0, classes, timed).astype(np.int32)
     start = np.zeros((math.prod(shape), classes), np.float32), np.zeros(classes, np.float32)
-    members = [member(override(config, {"data.batch_size": sizes[i % len(sizes)]})) for i in range(size)]
+    members = spread_members(config, size)
     pack = Pack(fake, config.train.seed, members, family(config), [start] * size)
     times = pack.timed_passes(2, splits.val)
     scaled = times[1] * n_train / timed

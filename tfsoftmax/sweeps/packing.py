@@ -27,7 +27,7 @@ from tfsoftmax.sweeps import kt_private
 from tfsoftmax.training import train
 from tfsoftmax.training.epoch import STEPS, TIME, logs, recorded
 from tfsoftmax.training.pack import Pack, engine
-from tfsoftmax.training.packed_trial import PackedTrial, family, log_epoch, save_epoch
+from tfsoftmax.training.packed_trial import PackedTrial, family, hold_state, log_epoch, save_epoch, state_of
 
 
 def packable(config: Config) -> bool:
@@ -45,28 +45,32 @@ def start(tuner: Any, trial: Any, epochs: int) -> PackedTrial | None:
     """A trial's run directory made ready, as an unpacked trial's is; None where the trial cannot join a
     pack (a Keras checkpoint from an unpacked run of it) and must run alone."""
     hypermodel, values = tuner.hypermodel, trial.hyperparameters.values
-    # Hyperband gives each trial its epochs and the epoch it starts at, as its own `run_trial` passes them.
-    config = hypermodel.trial_config(trial.hyperparameters, values.get("tuner/epochs", epochs))
+    first_epoch = 0
+    if "tuner/epochs" in values:  # Hyperband's budget and start, as its own `run_trial` passes them to fit
+        epochs, first_epoch = values["tuner/epochs"], values["tuner/initial_epoch"]
+    config = hypermodel.trial_config(trial.hyperparameters, epochs)
     run_dir = rundir.trial_dir(rundir.experiment_dir(hypermodel.config), trial.trial_id) / f"{rundir.EXECUTION}0"
     found = checkpoint.latest(run_dir)
     state = None if found is None else checkpoint.load_packed(found[1])
     if found is not None and state is None:
         return None
     prior, resume = hypermodel.open_run(run_dir, config)
-    packed = PackedTrial(trial, config, run_dir, resume, state, values.get("tuner/initial_epoch", 0))
+    packed = PackedTrial(trial, config, run_dir, resume, state, first_epoch)
     if hypermodel.config.sweep.algorithm == "hyperband":
         packed.saver = kt_private.best_epoch_saver(tuner, trial, packed.record.history)
-        holding = functools.partial(hypermodel.holding, config, hypermodel.initial_weights(config))
-        packed.start_weights = kt_private.parent_weights(tuner, trial, holding)
     if prior is not None and prior["status"] == "completed":  # finished before the sweep was interrupted
         packed.record.history, packed.finished_before = prior["history"], True
-    elif resume is None:  # the HParams session keras-tuner's TensorBoard callback would start
+    elif resume is None:  # a fresh start: the HParams session keras-tuner's TensorBoard callback would start
         from tensorboard.plugins.hparams import api as hp_api
 
         writer = tf.summary.create_file_writer(str(run_dir))
         with writer.as_default():
             hp_api.hparams(kt_private.trial_hparams(trial), trial_id=trial.trial_id)
         writer.close()
+        if packed.saver is not None:  # a promoted trial starts from its parent's best epoch, optimizer included
+            model = hypermodel.holding(config, hypermodel.initial_weights(config))
+            if kt_private.load_parent(tuner, trial, model):
+                packed.state = state_of(model, config)
     return packed
 
 
@@ -120,6 +124,8 @@ def end(tuner: Any, t: PackedTrial, weights: list[np.ndarray] | None, started: f
     if not t.finished_before:
         model = tuner.hypermodel.holding(t.config, t.record.final_weights(weights))
         train.finish_trial(model, t.record, started)
+        if t.saver is not None:  # Hyperband's next round reads it before the trial's checkpoint
+            kt_private.save_build_config(tuner, t.trial, model)
     t.record.ended = True
     kt_private.set_outcome(t.trial, t.record.failure)
     tuner.on_trial_end(t.trial)
@@ -132,14 +138,15 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
     for t in trials:
         if t.finished_before:  # the oracle has not seen its epochs: report them, then end it
             history = t.record.history
-            for epoch in range(t.record.epochs_completed):
-                report(tuner, t, epoch, {k: v[epoch] for k, v in history.items() if k not in (STEPS, TIME)})
+            for i in range(t.record.epochs_completed):  # epochs count from the trial's first (Hyperband's)
+                epoch_logs = {k: v[i] for k, v in history.items() if k not in (STEPS, TIME)}
+                report(tuner, t, t.record.first_epoch + i, epoch_logs)
         if t.done:  # finished, or out of patience, before an interruption
             end(tuner, t, None if t.state is None else [t.state["kernel"], t.state["bias"]], started)
     live = [t for t in trials if not t.done]
     if not live:
         return
-    starts = [hypermodel.initial_weights(t.config) if t.start_weights is None else t.start_weights for t in live]
+    starts = [hypermodel.initial_weights(t.config) for t in live]
     paths = [w.path for w in hypermodel.holding(live[0].config, starts[0]).weights]
     first = live[0].config
     pack = engine(
@@ -191,7 +198,8 @@ def _train_epochs(
         for i, t, epoch_logs, steps in stepped:
             save_epoch(pack, i, t, epoch, epoch_logs, steps, elapsed)
             if t.saver is not None:
-                _keep_best(hypermodel, pack, i, t, epoch, epoch_logs)
+                holding = functools.partial(_holding_state, hypermodel, pack, i, t)
+                kt_private.save_best_epoch(t.saver, holding, epoch, epoch_logs)
             report(tuner, t, epoch, epoch_logs)
             if t.lost:
                 pack.stop(i)
@@ -201,16 +209,10 @@ def _train_epochs(
         epoch += 1
 
 
-def _keep_best(hypermodel: Any, pack: Pack, i: int, t: PackedTrial, epoch: int, epoch_logs: dict[str, float]) -> None:
-    """A Hyperband trial's epoch to keras-tuner's best-epoch checkpoint, which writes the weights when the
-    epoch improves the objective; a model holds them only then."""
-    objective = t.saver.objective
-    if objective.has_value(epoch_logs) and not objective.better_than(
-        objective.get_value(epoch_logs), t.saver.best_value
-    ):
-        return
-    t.saver.set_model(hypermodel.holding(t.config, list(pack.weights(i))))
-    t.saver.on_epoch_end(epoch, epoch_logs)
+def _holding_state(hypermodel: Any, pack: Pack, i: int, t: PackedTrial) -> Any:
+    """A model of the trial's config holding its weights and optimizer state, as keras-tuner saves a trial."""
+    state = pack.state(i)
+    return hold_state(hypermodel.holding(t.config, [state["kernel"], state["bias"]]), state, t.config)
 
 
 def search(tuner: Any, **fit_kwargs: Any) -> None:

@@ -1,6 +1,7 @@
-"""One trial of a pack (`sweeps.packing`) as a run directory: which config keys a pack member takes (the one
-place they are mapped), and the packed pass's side of the epoch contract (`epoch.Record`): each epoch's
-TensorBoard scalars and histograms under the tags Keras' callbacks write, its record and its checkpoint."""
+"""One trial of a pack (`sweeps.packing`) as a run directory: which config keys a pack member takes and how a
+Keras model's optimizer state maps to its slots (the one place they are mapped), and the packed pass's side
+of the epoch contract (`epoch.Record`): each epoch's TensorBoard scalars and histograms under the tags
+Keras' callbacks write, its record and its checkpoint."""
 
 from __future__ import annotations
 
@@ -30,6 +31,46 @@ def family(config: Config) -> str:
     return "adam" if config.train.optimizer == "adam" else "sgd"
 
 
+# A Keras optimizer variable's kind (the end of its name) -> the pack's slot for it, per family.
+SLOTS = {"adam": {"momentum": "m", "velocity": "v"}, "sgd": {"momentum": "v"}}
+
+
+def _slot(name: str, config: Config) -> str | None:
+    """The pack slot (`Pack.state`'s key) of the Keras optimizer variable `name`, e.g. "m/kernel" for Adam's
+    kernel momentum; None for its step count and learning rate."""
+    for part in ("kernel", "bias"):
+        for kind, slot in SLOTS[family(config)].items():
+            if name.endswith(f"_{part}_{kind}"):
+                return f"{slot}/{part}"
+    return None
+
+
+def state_of(model: Any, config: Config) -> dict[str, np.ndarray]:
+    """A Keras model's weights and optimizer state as a pack holds a trial's (`Pack.state`), so a trial can
+    continue a Keras model (Hyperband's parent); a slot Keras does not keep (plain SGD's velocity) is 0."""
+    import keras
+
+    kernel, bias = model.get_weights()
+    names = SLOTS[family(config)].values()
+    state = {f"{n}/{part}": np.zeros_like(w) for n in names for part, w in (("kernel", kernel), ("bias", bias))}
+    for variable in model.optimizer.variables:
+        if slot := _slot(variable.name, config):
+            state[slot] = keras.ops.convert_to_numpy(variable)
+    steps = keras.ops.convert_to_numpy(model.optimizer.iterations)
+    return {**state, "kernel": kernel, "bias": bias, "steps": np.asarray(steps, np.int64)}
+
+
+def hold_state(model: Any, state: dict[str, np.ndarray], config: Config) -> Any:
+    """`model` holding a pack trial's `state`: weights, optimizer slots and step count, as keras-tuner's
+    best-epoch checkpoint saves a model trained by `fit`."""
+    model.set_weights([state["kernel"], state["bias"]])
+    for variable in model.optimizer.variables:
+        if slot := _slot(variable.name, config):
+            variable.assign(state[slot])
+    model.optimizer.iterations.assign(int(state["steps"]))
+    return model
+
+
 class PackedTrial:
     """One trial of a pack: its keras-tuner trial, config and run directory, its `record` (the same
     `epoch.Record` a run trained by `model.fit` keeps, named by the trial's id), and its TensorBoard writers."""
@@ -41,7 +82,7 @@ class PackedTrial:
         run_dir: Path,
         resume: checkpoint.Resume | None,
         state: dict[str, np.ndarray] | None,
-        first_epoch: int = 0,
+        first_epoch: int,
     ) -> None:
         self.trial, self.config, self.run_dir = trial, config, run_dir
         train = config.train
@@ -49,8 +90,7 @@ class PackedTrial:
             run_dir, train.epochs, train.early_stopping, resume, first_epoch, trial.trial_id, packed={}
         )
         self.member = member(config)
-        self.state = state  # the packed checkpoint it resumes from
-        self.start_weights: list[np.ndarray] | None = None  # a Hyperband parent's, else a fresh model's
+        self.state = state  # where it starts: its packed checkpoint, or a Hyperband parent's best epoch
         self.saver: Any = None  # keras-tuner's best-epoch checkpoint, where Hyperband continues it from
         self.finished_before = False  # completed before the sweep was interrupted
         self.lost = False  # a distributed chief handed it to another worker

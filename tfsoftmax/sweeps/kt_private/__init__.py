@@ -5,13 +5,15 @@ and workers tests and tests/distributed/test_distributed.py use each of them.
 
 - `engine`: the process's role in a distributed search, decided exactly as keras-tuner's own search loop
   decides it (`distribute.utils`); the grid oracle's walking order (`_populate_next`, `_ordered_ids`,
-  `_compare`), the Hyperband oracle's brackets and rounds (`_brackets`, `_get_size`, `_current_bracket`,
-  `_get_num_brackets`), which it does not save and which, left alone, it would extend only as trials end; one step
-  of the tuner's own search loop (`_try_run_and_update_trial`), for a trial outside any pack; the
-  best-epoch checkpoint callback (`SaveBestEpoch`, its `objective` and `best_value`) and where it
-  writes (`_get_checkpoint_fname`), which Hyperband's next round loads a promoted trial from; a trial's HParams as
-  keras-tuner's TensorBoard callback logs them (`tuner_utils`), and its status values; `utils.save_json`,
-  through which every state file is written, replaced by an atomic write.
+  `_compare`), which it does not save and which, left alone, it would extend only as trials end; the
+  Hyperband oracle's brackets and rounds (`_brackets`, `_get_size`, `_current_bracket`,
+  `_get_num_brackets`), so a pack asks for one round; one step of the tuner's own search loop
+  (`_try_run_and_update_trial`), for a trial outside any pack; the best-epoch checkpoint callback
+  (`SaveBestEpoch`, its `objective` and `best_value`) and where it writes (`_get_checkpoint_fname`),
+  which Hyperband's next round loads a promoted trial from, and the build config it reads first
+  (`_get_build_config_fname`, `backend.config`); a trial's HParams as keras-tuner's TensorBoard callback
+  logs them (`tuner_utils`), and its status values; `utils.save_json`, through which every state file is
+  written, replaced by an atomic write.
 - `client`: the distributed mode's gRPC client (`distribute.oracle_client.OracleClient`, `protos`), with
   the sweep's token, a deadline on every call and a heartbeat.
 - `chief`: its gRPC service (`distribute.oracle_chief.OracleServicer`) and the oracle's bookkeeping of
@@ -42,11 +44,13 @@ from tfsoftmax.sweeps.kt_private.engine import (
     initial_left,
     is_chief_oracle,
     keep_best_epoch,
+    load_parent,
     owner,
-    parent_weights,
     restore_grid_order,
     round_size,
     run_alone,
+    save_best_epoch,
+    save_build_config,
     set_outcome,
     slot,
     slot_id,
@@ -76,11 +80,13 @@ __all__ = [
     "initial_left",
     "is_chief_oracle",
     "keep_best_epoch",
+    "load_parent",
     "owner",
-    "parent_weights",
     "restore_grid_order",
     "round_size",
     "run_alone",
+    "save_best_epoch",
+    "save_build_config",
     "serve",
     "set_outcome",
     "slot",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import keras_tuner
+from keras_tuner.src import backend as kt_backend
 from keras_tuner.src import utils as kt_utils
 from keras_tuner.src.distribute import utils as dist_utils
 from keras_tuner.src.engine import trial as trial_module
@@ -187,22 +188,37 @@ def keep_best_epoch(callbacks: list, earlier: dict[str, list[float]]) -> None:
 
 def best_epoch_saver(tuner: Any, trial: Any, earlier: dict[str, list[float]]) -> Any:
     """keras-tuner's own best-epoch checkpoint (`SaveBestEpoch`) for a trial trained outside `model.fit`: the
-    weights Hyperband's next round continues a promoted trial from, kept where keras-tuner keeps them."""
+    weights and optimizer state Hyperband's next round continues a promoted trial from."""
     saver = tuner_utils.SaveBestEpoch(objective=tuner.oracle.objective, filepath=_checkpoint(tuner, trial.trial_id))
     keep_best_epoch([saver], earlier)
     return saver
 
 
-def parent_weights(tuner: Any, trial: Any, holding: Callable[[], Any]) -> list | None:
-    """A Hyperband trial's starting weights as keras-tuner's Hyperband loads them (`_build_hypermodel`): its
-    parent trial's best-epoch checkpoint, read into the model `holding` gives; None for a trial that starts
-    fresh."""
+def save_best_epoch(saver: Any, holding: Callable[[], Any], epoch: int, logs: dict[str, float]) -> None:
+    """An epoch's logs to a `best_epoch_saver`, which writes the model when the epoch improves the objective;
+    the model (`holding()`, the trial's weights and optimizer state) is made only then."""
+    objective = saver.objective
+    if objective.has_value(logs) and not objective.better_than(objective.get_value(logs), saver.best_value):
+        return
+    saver.set_model(holding())
+    saver.on_epoch_end(epoch, logs)
+
+
+def load_parent(tuner: Any, trial: Any, model: Any) -> bool:
+    """Load a promoted Hyperband trial's parent checkpoint into `model` (weights and optimizer state), as
+    keras-tuner's Hyperband does (`_build_hypermodel`); False for a trial that starts fresh."""
     parent = trial.hyperparameters.values.get("tuner/trial_id")
     if parent is None:
-        return None
-    model = holding()
+        return False
     model.load_weights(_checkpoint(tuner, parent))
-    return model.get_weights()
+    return True
+
+
+def save_build_config(tuner: Any, trial: Any, model: Any) -> None:
+    """The build config keras-tuner writes after a trial's fit (`Tuner.run_trial`) and its Hyperband reads
+    before loading the trial as a parent (`_build_hypermodel`), for a trial trained outside `model.fit`."""
+    if kt_backend.config.multi_backend():
+        kt_utils.save_json(tuner._get_build_config_fname(trial.trial_id), model.get_build_config())
 
 
 def _checkpoint(tuner: Any, trial_id: str) -> str:
