@@ -8,7 +8,6 @@ every trial's record and checkpoint as a resumed sweep needs them.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 import time
 import traceback
@@ -124,7 +123,8 @@ def end(tuner: Any, t: PackedTrial, weights: list[np.ndarray] | None, started: f
     if not t.finished_before:
         model = tuner.hypermodel.holding(t.config, t.record.final_weights(weights))
         train.finish_trial(model, t.record, started)
-        if t.saver is not None:  # Hyperband's next round reads it before the trial's checkpoint
+        if t.saver is not None:  # Hyperband's next round reads both
+            keep_best(tuner.hypermodel, t)
             kt_private.save_build_config(tuner, t.trial, model)
     t.record.ended = True
     kt_private.set_outcome(t.trial, t.record.failure)
@@ -163,6 +163,9 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
     finally:
         for t in live:
             t.close()
+            if not (t.record.ended or t.lost):  # stopped mid-way: its resume counts on its best so far
+                with contextlib.suppress(OSError):  # if unwritten, the resumed trial finds its best afresh
+                    keep_best(hypermodel, t)
 
 
 def _train_epochs(
@@ -197,9 +200,8 @@ def _train_epochs(
         elapsed = time.perf_counter() - began
         for i, t, epoch_logs, steps in stepped:
             save_epoch(pack, i, t, epoch, epoch_logs, steps, elapsed)
-            if t.saver is not None:
-                holding = functools.partial(_holding_state, hypermodel, pack, i, t)
-                kt_private.save_best_epoch(t.saver, holding, epoch, epoch_logs)
+            if t.saver is not None and kt_private.improves(t.saver, epoch_logs):
+                t.best = pack.state(i)  # written once the trial ends or the pack stops (`keep_best`)
             report(tuner, t, epoch, epoch_logs)
             if t.lost:
                 pack.stop(i)
@@ -209,10 +211,14 @@ def _train_epochs(
         epoch += 1
 
 
-def _holding_state(hypermodel: Any, pack: Pack, i: int, t: PackedTrial) -> Any:
-    """A model of the trial's config holding its weights and optimizer state, as keras-tuner saves a trial."""
-    state = pack.state(i)
-    return hold_state(hypermodel.holding(t.config, [state["kernel"], state["bias"]]), state, t.config)
+def keep_best(hypermodel: Any, t: PackedTrial) -> None:
+    """Write a Hyperband trial's best epoch, weights and optimizer state, to keras-tuner's best-epoch
+    checkpoint: once, when it ends or its pack stops, not at every better epoch."""
+    if t.saver is None or t.best is None:
+        return
+    model = hypermodel.holding(t.config, [t.best["kernel"], t.best["bias"]])
+    kt_private.save_best(t.saver, hold_state(model, t.best, t.config))
+    t.best = None
 
 
 def search(tuner: Any, **fit_kwargs: Any) -> None:

@@ -92,6 +92,7 @@ class PackedTrial:
         self.member = member(config)
         self.state = state  # where it starts: its packed checkpoint, or a Hyperband parent's best epoch
         self.saver: Any = None  # keras-tuner's best-epoch checkpoint, where Hyperband continues it from
+        self.best: dict[str, np.ndarray] | None = None  # the best epoch's state since the checkpoint was written
         self.finished_before = False  # completed before the sweep was interrupted
         self.lost = False  # a distributed chief handed it to another worker
         self.writers: dict[str, Any] = {}

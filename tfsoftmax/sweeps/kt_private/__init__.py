@@ -9,7 +9,7 @@ and workers tests and tests/distributed/test_distributed.py use each of them.
   Hyperband oracle's brackets and rounds (`_brackets`, `_get_size`, `_current_bracket`,
   `_get_num_brackets`), so a pack asks for one round; one step of the tuner's own search loop
   (`_try_run_and_update_trial`), for a trial outside any pack; the best-epoch checkpoint callback
-  (`SaveBestEpoch`, its `objective` and `best_value`) and where it writes (`_get_checkpoint_fname`),
+  (`SaveBestEpoch`, its `objective`, `best_value` and `_save_model`) and where it writes (`_get_checkpoint_fname`),
   which Hyperband's next round loads a promoted trial from, and the build config it reads first
   (`_get_build_config_fname`, `backend.config`); a trial's HParams as keras-tuner's TensorBoard callback
   logs them (`tuner_utils`), and its status values; `utils.save_json`, through which every state file is
@@ -41,6 +41,7 @@ from tfsoftmax.sweeps.kt_private.engine import (
     GridOracle,
     best_epoch_saver,
     has_chief_oracle,
+    improves,
     initial_left,
     is_chief_oracle,
     keep_best_epoch,
@@ -49,7 +50,7 @@ from tfsoftmax.sweeps.kt_private.engine import (
     restore_grid_order,
     round_size,
     run_alone,
-    save_best_epoch,
+    save_best,
     save_build_config,
     set_outcome,
     slot,
@@ -77,6 +78,7 @@ __all__ = [
     "announce",
     "best_epoch_saver",
     "has_chief_oracle",
+    "improves",
     "initial_left",
     "is_chief_oracle",
     "keep_best_epoch",
@@ -85,7 +87,7 @@ __all__ = [
     "restore_grid_order",
     "round_size",
     "run_alone",
-    "save_best_epoch",
+    "save_best",
     "save_build_config",
     "serve",
     "set_outcome",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -188,20 +187,31 @@ def keep_best_epoch(callbacks: list, earlier: dict[str, list[float]]) -> None:
 
 def best_epoch_saver(tuner: Any, trial: Any, earlier: dict[str, list[float]]) -> Any:
     """keras-tuner's own best-epoch checkpoint (`SaveBestEpoch`) for a trial trained outside `model.fit`: the
-    weights and optimizer state Hyperband's next round continues a promoted trial from."""
+    weights and optimizer state Hyperband's next round continues a promoted trial from. A resumed trial's
+    earlier best counts only where its checkpoint was written."""
     saver = tuner_utils.SaveBestEpoch(objective=tuner.oracle.objective, filepath=_checkpoint(tuner, trial.trial_id))
-    keep_best_epoch([saver], earlier)
+    if Path(saver.filepath).is_file():
+        keep_best_epoch([saver], earlier)
     return saver
 
 
-def save_best_epoch(saver: Any, holding: Callable[[], Any], epoch: int, logs: dict[str, float]) -> None:
-    """An epoch's logs to a `best_epoch_saver`, which writes the model when the epoch improves the objective;
-    the model (`holding()`, the trial's weights and optimizer state) is made only then."""
+def improves(saver: Any, logs: dict[str, float]) -> bool:
+    """Whether an epoch's logs improve a `best_epoch_saver`'s objective, which then counts them as its best:
+    `SaveBestEpoch`'s own rule (an epoch without the objective counts as better)."""
     objective = saver.objective
-    if objective.has_value(logs) and not objective.better_than(objective.get_value(logs), saver.best_value):
-        return
-    saver.set_model(holding())
-    saver.on_epoch_end(epoch, logs)
+    if not objective.has_value(logs):
+        return True
+    value = objective.get_value(logs)
+    if not objective.better_than(value, saver.best_value):
+        return False
+    saver.best_value = value
+    return True
+
+
+def save_best(saver: Any, model: Any) -> None:
+    """Write `model` (the best epoch's weights and optimizer state) where `SaveBestEpoch` writes it."""
+    saver.set_model(model)
+    saver._save_model()
 
 
 def load_parent(tuner: Any, trial: Any, model: Any) -> bool:
