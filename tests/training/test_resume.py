@@ -104,6 +104,24 @@ def test_stopped_run_resumes_to_the_uninterrupted_result(
     _assert_one_event_per_epoch(cut, EPOCHS)
 
 
+def _run_past_epoch_3(path: Path, cut: Path) -> subprocess.Popen:
+    """`tfsoftmax run path` in a child process, returned once its record in `cut` holds 3 epochs."""
+    # A shell's background jobs ignore SIGINT and children inherit that; a user's Ctrl-C is not ignored.
+    process = subprocess.Popen(
+        tfsoftmax_command("run", str(path)),
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while not (cut / "metrics.json").is_file() or _metrics(cut)["epochs_completed"] < 3:
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    return process
+
+
 def _assert_one_event_per_epoch(run_dir: Path, epochs: int, missing_allowed: bool = False) -> None:
     """Each TensorBoard run holds every epoch once: a stop logs no half epoch that the resume logs again.
     After a SIGKILL, events TensorBoard had not flushed yet may be missing, but none is doubled."""
@@ -279,19 +297,7 @@ def test_signalled_run_resumes_to_the_uninterrupted_result(
     config = load_config(path)
     whole = train.run(override(config, {"logging.run_name": "whole"}))
     cut = whole.run_dir.parent / "cut"
-    # A shell's background jobs ignore SIGINT and children inherit that; a user's Ctrl-C is not ignored.
-    process = subprocess.Popen(
-        tfsoftmax_command("run", str(path)),
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 120
-    while not (cut / "metrics.json").is_file() or _metrics(cut)["epochs_completed"] < 3:
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.05)
+    process = _run_past_epoch_3(path, cut)
     process.send_signal(sig)
     err = process.communicate(timeout=60)[1]
     record = _metrics(cut)
@@ -327,18 +333,7 @@ def test_resume_refuses_epochs_it_cannot_prove_across_processes(write_config: Ca
     epochs = 30
     path = write_config(f'[train]\nepochs = {epochs}\n[logging]\nrun_name = "cut"')
     cut = Path(load_config(path).logging.root) / "tiny" / "cut"
-    process = subprocess.Popen(
-        tfsoftmax_command("run", str(path)),
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    deadline = time.monotonic() + 120
-    while not (cut / "metrics.json").is_file() or _metrics(cut)["epochs_completed"] < 3:
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
-        time.sleep(0.05)
+    process = _run_past_epoch_3(path, cut)
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)
     assert process.returncode == 130

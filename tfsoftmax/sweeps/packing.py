@@ -199,9 +199,9 @@ def _train_epochs(
         # The pack's whole pass for all its trials: training, validation, their TensorBoard writes.
         elapsed = time.perf_counter() - began
         for i, t, epoch_logs, steps in stepped:
-            save_epoch(pack, i, t, epoch, epoch_logs, steps, elapsed)
+            state = save_epoch(pack, i, t, epoch, epoch_logs, steps, elapsed)
             if t.saver is not None and kt_private.improves(t.saver, epoch_logs):
-                t.best = pack.state(i)  # written once the trial ends or the pack stops (`keep_best`)
+                t.best = state  # written once the trial ends or the pack stops (`keep_best`)
             report(tuner, t, epoch, epoch_logs)
             if t.lost:
                 pack.stop(i)

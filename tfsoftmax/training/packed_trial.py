@@ -132,9 +132,9 @@ def log_epoch(pack: Pack, i: int, t: PackedTrial, epoch: int, logs: dict[str, fl
 
 def save_epoch(
     pack: Pack, i: int, t: PackedTrial, epoch: int, logs: dict[str, float], steps: int, elapsed: float
-) -> None:
+) -> dict[str, np.ndarray]:
     """The epoch in the record (early stopping decided), its time in TensorBoard, then the record and the
-    checkpoint a resumed sweep continues from."""
+    checkpoint a resumed sweep continues from; returns the trial's state it saved (`Pack.state`)."""
     state = pack.state(i)  # fetched once: the kept weights and the checkpoint both come from it
     t.record.end_epoch(epoch, logs, steps, elapsed, lambda: [state["kernel"], state["bias"]])
     with reported_writes(t.run_dir):
@@ -143,3 +143,4 @@ def save_epoch(
         checkpoint.save_arrays(
             t.run_dir, epoch + 1, {f"{checkpoint.PACKED}{k}": v for k, v in state.items()}, t.record.best_weights
         )
+    return state
