@@ -76,6 +76,8 @@ class Pack(tf.Module):
         self.micro = micro_batch(members)
         self.micros = data_lib.steps_per_epoch(self.n, self.micro)
         self.decays = any(m.weight_decay for m in members)
+        # Plain SGD's pass skips the velocity, a full pass over the weights at every step it would not use.
+        self.moves = family == "adam" or any(m.momentum for m in members)
         # Per-trial values are variables, so the next pack of this shape reuses the compiled pass (`engine`).
         self.lr, self.momentum, self.decay = (tf.Variable(tf.zeros((1, self.size, 1))) for _ in range(3))
         self.half_decay = tf.Variable(tf.zeros(self.size))
@@ -149,6 +151,8 @@ class Pack(tf.Module):
                 m.assign(tf.where(on, new_m, m))
                 v.assign(tf.where(on, new_v, v))
                 var.assign(tf.where(on, var - (new_m * alpha) / (tf.sqrt(new_v) + ADAM_EPSILON), var))
+            elif not self.moves:
+                var.assign(tf.where(on, var - g * self.lr, var))
             else:
                 v = self.slots[f"v/{part}"]
                 new_v = v * self.momentum - g * self.lr
@@ -174,6 +178,7 @@ class Pack(tf.Module):
         seen = tf.zeros(p)
         grad_k = tf.zeros_like(self.kernel)
         grad_b = tf.zeros_like(self.bias)
+        fresh = tf.ones(p, tf.bool)  # a trial's batch starts at this micro-batch: its sums start afresh
         start_steps = tf.identity(self.steps)
         for j in tf.range(self.micros):
             rows = tf.slice(order, [j * m], [m])
@@ -189,19 +194,20 @@ class Pack(tf.Module):
             batch = j // self.every + 1
             bad = tf.where((bad == 0) & ~tf.math.is_finite(batch_loss) & self.active, batch, bad)
             delta *= weight[:, None, None]
-            grad_k += tf.reshape(tf.matmul(x, self._wide(delta), transpose_a=True), tf.shape(grad_k))
-            grad_b += tf.reduce_sum(delta, axis=0, keepdims=True)
-            seen += count
+            # Started afresh by selection, not by zeroing after the update: one pass over the weights fewer.
+            restart = fresh[None, :, None]
+            part_k = tf.reshape(tf.matmul(x, self._wide(delta), transpose_a=True), tf.shape(grad_k))
+            part_b = tf.reduce_sum(delta, axis=0, keepdims=True)
+            grad_k = tf.where(restart, part_k, grad_k + part_k)
+            grad_b = tf.where(restart, part_b, grad_b + part_b)
+            seen = tf.where(fresh, count, seen + count)
             due = ((j + 1) % self.every == 0) | (j == self.micros - 1)
             per_trial = seen[None, :, None]
             decayed = self.decay * self.kernel if self.decays else 0.0
             self._apply(
                 {"kernel": grad_k / per_trial + decayed, "bias": grad_b / per_trial}, due & self.active & (bad == 0)
             )
-            reset = due[None, :, None]
-            grad_k = tf.where(reset, 0.0, grad_k)
-            grad_b = tf.where(reset, 0.0, grad_b)
-            seen = tf.where(due, 0.0, seen)
+            fresh = due
         return loss / self.n, correct / self.n, self.steps - start_steps, bad
 
     def epoch(self, epoch: int) -> EpochResult:
@@ -277,7 +283,15 @@ def engine(
     """A pack for `members`, reusing (reset) one this process built for the same shape and the same training
     arrays: a new one costs a compilation, and the compiled passes TensorFlow keeps would grow the process
     with every pack."""
-    key = (len(train[0]), seed, family, len(members), micro_batch(members), any(m.weight_decay for m in members))
+    key = (
+        len(train[0]),
+        seed,
+        family,
+        len(members),
+        micro_batch(members),
+        any(m.weight_decay for m in members),
+        any(m.momentum for m in members),
+    )
     found = _ENGINES.get(key)
     if found is not None and found.source is train[0]:  # the same arrays, not another of their size
         found.reset(members, weights)
