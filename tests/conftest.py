@@ -99,9 +99,9 @@ def _clear_dataset_cache() -> Iterator[None]:
     """Each test sees its own data_dir; the per-process cache must not leak between tests."""
     from tfsoftmax import data
 
-    data._LOADED.clear()
+    data.source._LOADED.clear()
     yield
-    data._LOADED.clear()
+    data.source._LOADED.clear()
 
 
 @pytest.fixture

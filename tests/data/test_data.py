@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,16 +48,37 @@ def test_tfds_mock_data_is_decoded_split_and_cached_then_read_back(
     assert len(splits.val[1]) == MOCK_EXAMPLES // 4 and len(splits.train[1]) == MOCK_EXAMPLES - MOCK_EXAMPLES // 4
     assert splits.train[0].dtype == np.float32 and splits.train[0].min() >= 0.0 and splits.train[0].max() <= 1.0
 
-    data._LOADED.clear()  # as a new process: outside the mock, only the cache holds the examples
+    data.source._LOADED.clear()  # as a new process: outside the mock, only the cache holds the examples
 
     def no_decoding(builder: object) -> None:
         raise AssertionError("the cached arrays were decoded again")
 
-    monkeypatch.setattr(data, "_decode", no_decoding)
+    monkeypatch.setattr(data.source, "_decode", no_decoding)
     again = data.load_dataset(cfg)
     assert again is not dataset and again.checksum == dataset.checksum
     for name in ("train_x", "train_y", "test_x", "test_y"):
         assert np.array_equal(getattr(again, name), getattr(dataset, name)), name
+
+
+def test_a_later_process_loads_a_cached_dataset_without_importing_tfds(tmp_path: Path) -> None:
+    """Once decoded, a dataset's arrays and what the run records of it (name, version, class names) come
+    from the cache through the data directory's index, in a new process that never imports TFDS; a cache
+    deleted since is not taken from the index."""
+    cfg = DataConfig(data_dir=str(tmp_path / "tfds"))
+    with mock_prepared("fashion_mnist", tmp_path / "tfds"):
+        dataset = data.load_dataset(cfg)
+    load = (
+        "import sys; from tfsoftmax import data; from tfsoftmax.config import DataConfig; "
+        "d = data.load_dataset(DataConfig(data_dir=sys.argv[1])); "
+        "print(d.name, d.version, d.class_names[-1], d.checksum, 'tensorflow_datasets' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", load, cfg.data_dir], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["fashion_mnist", "3.0.1", "Ankle", "boot", dataset.checksum, "False"]
+    assert data.source._indexed(cfg) is not None
+    (tmp_path / "tfds" / "fashion_mnist" / "3.0.1" / data.CACHE_NAME).unlink()
+    assert data.source._indexed(cfg) is None  # TFDS's builder is asked again
 
 
 def test_split_carves_validation_from_train(tiny_data_dir: Path) -> None:

@@ -164,10 +164,11 @@ def _coverage_lines(shown: Sequence[tuple[dict[str, Any], str, Any]]) -> Figure:
     return fig
 
 
-def png(fig: Figure) -> bytes:
-    """The figure as PNG bytes, for TensorBoard's image summaries."""
+def png(fig: Figure, tight: bool = True) -> bytes:
+    """The figure as PNG bytes, for TensorBoard's image summaries; `tight` trims the margins at the cost
+    of drawing twice, which a constrained layout does not need."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight" if tight else None)
     return buf.getvalue()
 
 
@@ -260,7 +261,7 @@ def reliability_figure(test_logits: np.ndarray, test_labels: np.ndarray, calibra
     """PNG for TensorBoard: accuracy per confidence bin against the diagonal, raw beside temperature-scaled."""
     raw = cal.reliability(cal.softmax(test_logits), test_labels)
     scaled = cal.reliability(cal.softmax(test_logits, calibration.temperature), test_labels)
-    return png(reliability_bars(raw, scaled, calibration.temperature))
+    return png(reliability_bars(raw, scaled, calibration.temperature), tight=False)
 
 
 def coverage_figure(test_logits: np.ndarray, test_labels: np.ndarray, calibration: Calibration) -> bytes:
@@ -270,4 +271,4 @@ def coverage_figure(test_logits: np.ndarray, test_labels: np.ndarray, calibratio
 
     _, correct = cal.ranked(cal.softmax(test_logits), test_labels)
     kept = np.arange(1, len(correct) + 1)
-    return png(coverage_curve(kept / len(correct), np.cumsum(correct) / kept, calibration, cal.TARGET))
+    return png(coverage_curve(kept / len(correct), np.cumsum(correct) / kept, calibration, cal.TARGET), tight=False)

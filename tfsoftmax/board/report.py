@@ -20,49 +20,68 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+DPI = 90
+CELL_PX = 144  # a grid cell's image, drawn at DPI
+TITLE_PX = 26  # the band above it for a two-line title at font size 7
+GAP_PX = 6
+
+
 def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 
-def _figure(rows: int, cols: int, cell: float = 1.6) -> tuple[Figure, Any]:
-    """A grid of axes on matplotlib's `Figure` itself, not pyplot: a notebook's backend is left alone."""
+def _mosaic(cells: Sequence[np.ndarray], titles: Sequence[str], colours: Sequence[str], cols: int) -> bytes:
+    """RGB cells in [0, 1] as one image on one axes, each titled in the band above it: a grid of pictures
+    costs one image and its titles to draw, not one set of axes per picture."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(cols * cell, rows * (cell + 0.3)))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    return fig, axes
+    rows = -(-len(cells) // cols)
+    h, w = cells[0].shape[:2]
+    scale = CELL_PX / max(h, w)
+    band, gap = round(TITLE_PX / scale), max(1, round(GAP_PX / scale))
+    pitch_y, pitch_x = band + h + gap, w + gap
+    canvas = np.ones((rows * pitch_y, cols * pitch_x, 3))
+    fig = Figure(figsize=(canvas.shape[1] * scale / DPI, canvas.shape[0] * scale / DPI))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.axis("off")
+    for k, (cell, title, colour) in enumerate(zip(cells, titles, colours, strict=True)):
+        top, left = (k // cols) * pitch_y + band, (k % cols) * pitch_x
+        canvas[top : top + h, left : left + w] = cell
+        ax.text(left + w / 2, top - 0.5, title, ha="center", va="bottom", fontsize=7, color=colour)
+    ax.imshow(
+        canvas,
+        interpolation="nearest",
+        aspect="auto",
+        extent=(-0.5, canvas.shape[1] - 0.5, canvas.shape[0] - 0.5, -0.5),
+    )
+    return _png(fig)
 
 
-def _show(ax, image: np.ndarray) -> None:  # noqa: ANN001
-    if image.shape[-1] == 1:
-        ax.imshow(image[..., 0], cmap="gray")
-    else:
-        ax.imshow(np.clip(image, 0, 1))
+def _rgb(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else np.clip(image, 0, 1)
 
 
 def prediction_grid(
     images: np.ndarray, labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str]
 ) -> bytes:
     """D2L's `predict_ch3`: test images titled true / predicted, wrong ones in red."""
-    cols = min(6, len(images))
-    fig, axes = _figure(-(-len(images) // cols), cols)
     span = max(float(images.max()), 1e-12)
-    for ax, image, true, pred in zip(axes.flat, images, labels, predictions, strict=False):
-        _show(ax, image / span)
-        ax.set_title(f"{class_names[true]}\n{class_names[pred]}", fontsize=7, color="black" if true == pred else "red")
-    data = _png(fig)
-    return data
+    return _mosaic(
+        [_rgb(image / span) for image in images],
+        [f"{class_names[true]}\n{class_names[pred]}" for true, pred in zip(labels, predictions, strict=True)],
+        ["black" if true == pred else "red" for true, pred in zip(labels, predictions, strict=True)],
+        min(6, len(images)),
+    )
 
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> bytes:
     """The test set's confusion matrix with counts; rows are true classes."""
-    fig, axes = _figure(1, 1, cell=6.0)
-    ax = axes[0, 0]
-    ax.axis("on")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 6.3), layout="constrained")  # margins fitted to the class names
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ticks = range(len(class_names))
     ax.set_xticks(ticks, class_names, rotation=90, fontsize=7)
@@ -75,8 +94,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> bytes:
             ax.text(
                 j, i, str(count), ha="center", va="center", fontsize=6, color="white" if count > threshold else "black"
             )
-    data = _png(fig)
-    return data
+    return _png(fig)
 
 
 def colour_template(weights: np.ndarray) -> np.ndarray:
@@ -89,22 +107,29 @@ def colour_template(weights: np.ndarray) -> np.ndarray:
 def weight_templates(kernel: np.ndarray, image_shape: tuple[int, ...], class_names: Sequence[str]) -> bytes:
     """Each class's weights as an image: for a linear model, exactly what it has learned to look for.
     Grayscale inputs use a diverging colour map; RGB inputs are drawn in their own colours."""
-    cols = min(5, len(class_names))
-    fig, axes = _figure(-(-len(class_names) // cols), cols)
+    from matplotlib import colormaps
+
     templates = kernel.reshape(*image_shape, len(class_names))
-    for k, (ax, name) in enumerate(zip(axes.flat, class_names, strict=False)):
+    cells = []
+    for k in range(len(class_names)):
         t = templates[..., k]
         if t.shape[-1] == 1:
             t = (t - t.min()) / max(float(t.max() - t.min()), 1e-12)
-            ax.imshow(t[..., 0], cmap="RdBu_r")
+            cells.append(colormaps["RdBu_r"](t[..., 0])[..., :3])
         else:
-            ax.imshow(colour_template(t))
-        ax.set_title(name, fontsize=7)
-    data = _png(fig)
-    return data
+            cells.append(colour_template(t))
+    return _mosaic(cells, list(class_names), ["black"] * len(class_names), min(5, len(class_names)))
 
 
 PR_THRESHOLDS = 101  # TensorBoard's PR curves: one point per percent of confidence
+
+
+def logits_of(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """The model's outputs on `x`, called eagerly a batch at a time: `model.predict` would trace a graph
+    for a single pass over the split, which costs more than the pass."""
+    return np.concatenate(
+        [np.asarray(model(x[i : i + EVAL_BATCH], training=False)) for i in range(0, len(x), EVAL_BATCH)]
+    )
 
 
 def calibrate(model: keras.Model, splits: Splits, test_logits: np.ndarray) -> calibration.Calibration | None:
@@ -112,7 +137,7 @@ def calibrate(model: keras.Model, splits: Splits, test_logits: np.ndarray) -> ca
     run with no validation split (a `--final` run), where nothing may be fitted."""
     if splits.val is None:
         return None
-    val_logits = model.predict(splits.val[0], batch_size=EVAL_BATCH, verbose=0)
+    val_logits = logits_of(model, splits.val[0])
     return calibration.summarize(val_logits, splits.val[1], test_logits, splits.test[1])
 
 
@@ -145,7 +170,7 @@ def write_report(
     import tensorflow as tf
 
     x, y = splits.test
-    logits = model.predict(x, batch_size=EVAL_BATCH, verbose=0)
+    logits = logits_of(model, x)
     predictions = np.argmax(logits, axis=1)
     matrix = tf.math.confusion_matrix(y, predictions, num_classes=len(class_names)).numpy()
     kernel = model.get_weights()[0]

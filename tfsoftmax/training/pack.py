@@ -283,15 +283,8 @@ def engine(
     """A pack for `members`, reusing (reset) one this process built for the same shape and the same training
     arrays: a new one costs a compilation, and the compiled passes TensorFlow keeps would grow the process
     with every pack."""
-    key = (
-        len(train[0]),
-        seed,
-        family,
-        len(members),
-        micro_batch(members),
-        any(m.weight_decay for m in members),
-        any(m.momentum for m in members),
-    )
+    uses = tuple(any(getattr(m, f) for m in members) for f in ("weight_decay", "momentum"))
+    key = (len(train[0]), seed, family, len(members), micro_batch(members), *uses)
     found = _ENGINES.get(key)
     if found is not None and found.source is train[0]:  # the same arrays, not another of their size
         found.reset(members, weights)
