@@ -23,7 +23,7 @@ from tfsoftmax.models.softmax import build_model
 from tfsoftmax.sweeps import tune, tuners
 from tfsoftmax.training import train
 from tfsoftmax.training.pack import Member, Pack
-from tfsoftmax.training.packed_trial import member
+from tfsoftmax.training.packed_trial import family, member
 
 from conftest import child_env, tfsoftmax_command
 from sweep_helpers import sweep_file, trial_records
@@ -32,6 +32,8 @@ from sweep_helpers import sweep_file, trial_records
 MEMBERS = {
     "sgd": [("sgd", 0.3, 8, 0.0), ("sgd", 0.1, 16, 1e-3), ("momentum", 0.05, 32, 0.0), ("momentum", 0.2, 24, 1e-2)],
     "adam": [("adam", 0.01, 8, 0.0), ("adam", 0.003, 32, 1e-3), ("adam", 0.03, 16, 0.0)],
+    # Plain SGD alone: the pass keeps no velocity.
+    "plain sgd": [("sgd", 0.3, 8, 0.0), ("sgd", 0.1, 16, 1e-3), ("sgd", 0.05, 24, 0.0)],
 }
 
 
@@ -44,12 +46,12 @@ def _data(n: int = 108, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-@pytest.mark.parametrize("family", ["sgd", "adam"])
-def test_a_pack_steps_every_trial_as_keras_fit_does(family: str) -> None:
+@pytest.mark.parametrize("members", list(MEMBERS))
+def test_a_pack_steps_every_trial_as_keras_fit_does(members: str) -> None:
     train_xy, val_xy = _data(), _data(40, seed=1)
     configs = [
         override(Config(), {"train.optimizer": o, "train.lr": lr, "data.batch_size": b, "train.weight_decay": wd})
-        for o, lr, b, wd in MEMBERS[family]
+        for o, lr, b, wd in MEMBERS[members]
     ]
     shape, epochs = train_xy[0].shape[1:], 3
     histories, kernels, starts = [], [], []
@@ -66,8 +68,8 @@ def test_a_pack_steps_every_trial_as_keras_fit_does(family: str) -> None:
         )
         histories.append(fit.history)
         kernels.append(model.get_weights()[0])
-    pack = Pack(train_xy, 0, [member(c) for c in configs], family, starts)
-    assert pack.micro == 8
+    pack = Pack(train_xy, 0, [member(c) for c in configs], family(configs[0]), starts)
+    assert pack.micro == 8 and pack.moves == (members != "plain sgd")
     for epoch in range(epochs):
         result = pack.epoch(epoch)
         val_loss, val_acc = pack.evaluate(*val_xy)
