@@ -99,3 +99,33 @@ def test_calibration_is_served_by_tensorboard(write_config: Callable[..., Path],
     ece = board.get(f"/data/plugin/scalars/scalars?run={run}&tag=calibration/ece")
     recorded = json.loads((run_dir / "metrics.json").read_text())["calibration"]["ece"]
     assert np.isclose(ece[0][2], recorded, rtol=1e-6)
+
+
+def _red_pixels(png: bytes) -> int:
+    import io
+
+    import matplotlib.image
+
+    rgb = matplotlib.image.imread(io.BytesIO(png))[..., :3]
+    return int(((rgb[..., 0] > 0.8) & (rgb[..., 1] < 0.3) & (rgb[..., 2] < 0.3)).sum())
+
+
+def test_the_prediction_grid_titles_wrong_predictions_in_red_and_grows_a_row_per_six_images() -> None:
+    from io import BytesIO
+
+    import matplotlib.image
+
+    from tfsoftmax.board import report
+
+    images = np.random.default_rng(0).random((7, 28, 28, 1)).astype(np.float32) * 0.1  # dark: stretched
+    labels = np.arange(7) % 3
+    wrong = labels.copy()
+    wrong[2] = (wrong[2] + 1) % 3
+    names = ["a", "b", "c"]
+    right_png, wrong_png = (report.prediction_grid(images, labels, p, names) for p in (labels, wrong))
+    assert _red_pixels(right_png) == 0 and _red_pixels(wrong_png) > 10
+    one_row = matplotlib.image.imread(BytesIO(report.prediction_grid(images[:6], labels[:6], labels[:6], names)))
+    two_rows = matplotlib.image.imread(BytesIO(right_png))
+    assert two_rows.shape[1] == one_row.shape[1] and two_rows.shape[0] > 1.8 * one_row.shape[0]
+    stretched = report._rgb(images[0], span=1.0)  # over its own range, as imshow's gray map drew it
+    assert stretched.shape == (28, 28, 3) and stretched.min() == 0.0 and stretched.max() == 1.0

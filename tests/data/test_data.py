@@ -62,8 +62,8 @@ def test_tfds_mock_data_is_decoded_split_and_cached_then_read_back(
 
 def test_a_later_process_loads_a_cached_dataset_without_importing_tfds(tmp_path: Path) -> None:
     """Once decoded, a dataset's arrays and what the run records of it (name, version, class names) come
-    from the cache through the data directory's index, in a new process that never imports TFDS; a cache
-    deleted since is not taken from the index."""
+    from the cache through the data directory's index, in a new process that never imports TFDS; a broken
+    index or a cache deleted since sends the load back to TFDS."""
     cfg = DataConfig(data_dir=str(tmp_path / "tfds"))
     with mock_prepared("fashion_mnist", tmp_path / "tfds"):
         dataset = data.load_dataset(cfg)
@@ -76,9 +76,20 @@ def test_a_later_process_loads_a_cached_dataset_without_importing_tfds(tmp_path:
         [sys.executable, "-c", load, cfg.data_dir], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.split() == ["fashion_mnist", "3.0.1", "Ankle", "boot", dataset.checksum, "False"]
-    assert data.source._indexed(cfg) is not None
+    index = tmp_path / "tfds" / data.cache.INDEX_NAME
+    whole = index.read_text()
+    assert data.cache.indexed(cfg) == data.cache.Entry(
+        str(tmp_path / "tfds" / "fashion_mnist" / "3.0.1" / data.CACHE_NAME),
+        "fashion_mnist",
+        "3.0.1",
+        dataset.class_names,
+    )
+    for broken in ("{", "[]", whole.replace('"class_names"', '"classes"'), whole.replace('"3.0.1"', "3")):
+        index.write_text(broken)
+        assert data.cache.indexed(cfg) is None, broken  # TFDS's builder is asked instead
+    index.write_text(whole)
     (tmp_path / "tfds" / "fashion_mnist" / "3.0.1" / data.CACHE_NAME).unlink()
-    assert data.source._indexed(cfg) is None  # TFDS's builder is asked again
+    assert data.cache.indexed(cfg) is None
 
 
 def test_split_carves_validation_from_train(tiny_data_dir: Path) -> None:

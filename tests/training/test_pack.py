@@ -22,7 +22,7 @@ from tfsoftmax.config.loader import load_config, override
 from tfsoftmax.models.softmax import build_model
 from tfsoftmax.sweeps import tune, tuners
 from tfsoftmax.training import train
-from tfsoftmax.training.pack import Member, Pack
+from tfsoftmax.training.pack import Member, Pack, engine
 from tfsoftmax.training.packed_trial import family, member
 
 from conftest import child_env, tfsoftmax_command
@@ -69,7 +69,7 @@ def test_a_pack_steps_every_trial_as_keras_fit_does(members: str) -> None:
         histories.append(fit.history)
         kernels.append(model.get_weights()[0])
     pack = Pack(train_xy, 0, [member(c) for c in configs], family(configs[0]), starts)
-    assert pack.micro == 8 and pack.moves == (members != "plain sgd")
+    assert pack.micro == 8
     for epoch in range(epochs):
         result = pack.epoch(epoch)
         val_loss, val_acc = pack.evaluate(*val_xy)
@@ -81,6 +81,18 @@ def test_a_pack_steps_every_trial_as_keras_fit_does(members: str) -> None:
             assert result.steps[i] == -(-108 // configs[i].data.batch_size) and result.diverged_at[i] == 0
     for i, kernel in enumerate(kernels):
         np.testing.assert_allclose(pack.weights(i)[0], kernel, atol=1e-5)
+
+
+def test_a_pack_is_reused_only_for_trials_its_compiled_pass_can_step() -> None:
+    """A plain-SGD pack keeps no velocity, so members of the same shape with momentum get a pack of their
+    own, and the next plain-SGD members get the first one back, reset."""
+    xy = _data()
+    start = (np.zeros((784, 10), np.float32), np.zeros(10, np.float32))
+    plain = engine(xy, 0, [Member(0.1, 16), Member(0.2, 16)], "sgd", [start, start])
+    moving = engine(xy, 0, [Member(0.1, 16, momentum=0.9), Member(0.2, 16)], "sgd", [start, start])
+    assert moving is not plain and moving.moves and not plain.moves
+    again = engine(xy, 0, [Member(0.3, 16), Member(0.2, 16)], "sgd", [start, start])
+    assert again is plain and np.allclose(again.lr.numpy().ravel(), [0.3, 0.2])
 
 
 def test_a_stopped_trial_keeps_its_weights_while_its_pack_mates_train_on() -> None:

@@ -164,11 +164,14 @@ def _coverage_lines(shown: Sequence[tuple[dict[str, Any], str, Any]]) -> Figure:
     return fig
 
 
+DPI = 90  # TensorBoard's images
+
+
 def png(fig: Figure, tight: bool = True) -> bytes:
     """The figure as PNG bytes, for TensorBoard's image summaries; `tight` trims the margins at the cost
     of drawing twice, which a constrained layout does not need."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight" if tight else None)
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
     return buf.getvalue()
 
 

@@ -4,7 +4,6 @@ as text. Written to the run folder itself, beside Keras' train/validation runs."
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,19 +16,11 @@ from tfsoftmax.data import EVAL_BATCH, Splits
 
 if TYPE_CHECKING:
     import keras
-    from matplotlib.figure import Figure
 
 
-DPI = 90
-CELL_PX = 144  # a grid cell's image, drawn at DPI
+CELL_PX = 144  # a grid cell's image, drawn at figures.DPI
 TITLE_PX = 26  # the band above it for a two-line title at font size 7
 GAP_PX = 6
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
 
 
 def _mosaic(cells: Sequence[np.ndarray], titles: Sequence[str], colours: Sequence[str], cols: int) -> bytes:
@@ -43,7 +34,7 @@ def _mosaic(cells: Sequence[np.ndarray], titles: Sequence[str], colours: Sequenc
     band, gap = round(TITLE_PX / scale), max(1, round(GAP_PX / scale))
     pitch_y, pitch_x = band + h + gap, w + gap
     canvas = np.ones((rows * pitch_y, cols * pitch_x, 3))
-    fig = Figure(figsize=(canvas.shape[1] * scale / DPI, canvas.shape[0] * scale / DPI))
+    fig = Figure(figsize=(canvas.shape[1] * scale / figures.DPI, canvas.shape[0] * scale / figures.DPI))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.axis("off")
     for k, (cell, title, colour) in enumerate(zip(cells, titles, colours, strict=True)):
@@ -56,11 +47,16 @@ def _mosaic(cells: Sequence[np.ndarray], titles: Sequence[str], colours: Sequenc
         aspect="auto",
         extent=(-0.5, canvas.shape[1] - 0.5, canvas.shape[0] - 0.5, -0.5),
     )
-    return _png(fig)
+    return figures.png(fig, tight=False)
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
-    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else np.clip(image, 0, 1)
+def _rgb(image: np.ndarray, span: float) -> np.ndarray:
+    """A grayscale image stretched to its own range (as `imshow`'s gray map draws one), an RGB one scaled by
+    the grid's largest value."""
+    if image.shape[-1] == 1:
+        low, high = float(image.min()), float(image.max())
+        return np.repeat((image - low) / max(high - low, 1e-12), 3, axis=-1)
+    return np.clip(image[..., :3] / span, 0, 1)
 
 
 def prediction_grid(
@@ -69,7 +65,7 @@ def prediction_grid(
     """D2L's `predict_ch3`: test images titled true / predicted, wrong ones in red."""
     span = max(float(images.max()), 1e-12)
     return _mosaic(
-        [_rgb(image / span) for image in images],
+        [_rgb(image, span) for image in images],
         [f"{class_names[true]}\n{class_names[pred]}" for true, pred in zip(labels, predictions, strict=True)],
         ["black" if true == pred else "red" for true, pred in zip(labels, predictions, strict=True)],
         min(6, len(images)),
@@ -94,7 +90,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> bytes:
             ax.text(
                 j, i, str(count), ha="center", va="center", fontsize=6, color="white" if count > threshold else "black"
             )
-    return _png(fig)
+    return figures.png(fig, tight=False)
 
 
 def colour_template(weights: np.ndarray) -> np.ndarray:
@@ -124,7 +120,7 @@ def weight_templates(kernel: np.ndarray, image_shape: tuple[int, ...], class_nam
 PR_THRESHOLDS = 101  # TensorBoard's PR curves: one point per percent of confidence
 
 
-def logits_of(model: keras.Model, x: np.ndarray) -> np.ndarray:
+def _logits(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The model's outputs on `x`, called eagerly a batch at a time: `model.predict` would trace a graph
     for a single pass over the split, which costs more than the pass."""
     return np.concatenate(
@@ -137,7 +133,7 @@ def calibrate(model: keras.Model, splits: Splits, test_logits: np.ndarray) -> ca
     run with no validation split (a `--final` run), where nothing may be fitted."""
     if splits.val is None:
         return None
-    val_logits = logits_of(model, splits.val[0])
+    val_logits = _logits(model, splits.val[0])
     return calibration.summarize(val_logits, splits.val[1], test_logits, splits.test[1])
 
 
@@ -170,7 +166,7 @@ def write_report(
     import tensorflow as tf
 
     x, y = splits.test
-    logits = logits_of(model, x)
+    logits = _logits(model, x)
     predictions = np.argmax(logits, axis=1)
     matrix = tf.math.confusion_matrix(y, predictions, num_classes=len(class_names)).numpy()
     kernel = model.get_weights()[0]

@@ -1,12 +1,13 @@
-"""Data: TFDS loading (offline via the manual directory) and its decoded-array cache (`source`), the
-arrays (`dataset`), and the splits and tf.data pipelines built on them (`pipeline`).
+"""Data: TFDS loading, offline via the manual directory (`source`), the decoded-array cache and its index
+(`cache`), the arrays (`dataset`), and the splits and tf.data pipelines built on them (`pipeline`).
 
 Decoding a prepared TFDS split costs seconds, so the decoded arrays are cached on disk beside TFDS's copy
 and held in memory once per process. Pipelines shuffle indices and gather batches from in-memory tensors:
 images are never decoded or copied through a shuffle buffer again.
 """
 
-from tfsoftmax.data import dataset, pipeline, source
+from tfsoftmax.data import cache, dataset, pipeline, source
+from tfsoftmax.data.cache import CACHE_NAME
 from tfsoftmax.data.dataset import Dataset, Splits
 from tfsoftmax.data.pipeline import (
     EVAL_BATCH,
@@ -18,7 +19,7 @@ from tfsoftmax.data.pipeline import (
     steps_per_epoch,
     train_batches,
 )
-from tfsoftmax.data.source import CACHE_NAME, load_dataset
+from tfsoftmax.data.source import load_dataset
 
 __all__ = [
     "CACHE_NAME",
@@ -26,6 +27,7 @@ __all__ = [
     "Dataset",
     "Splits",
     "as_tensor",
+    "cache",
     "dataset",
     "epoch_order",
     "eval_batches",

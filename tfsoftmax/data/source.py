@@ -1,23 +1,21 @@
 """Where a dataset's arrays come from: TFDS, offline (prepared from the manual directory, checked against
-TFDS's registered checksums), decoded once into a cache on disk beside TFDS's copy; an index of those
-caches lets a later process load them without importing TFDS at all."""
+TFDS's registered checksums), decoded once into the cache beside TFDS's copy (`cache`), whose index lets a
+later process load them without TFDS."""
 
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from tfsoftmax.config import MANUAL_DIR_ENV, DataConfig
 from tfsoftmax.config.checks import suggest
+from tfsoftmax.data import cache
 from tfsoftmax.data.dataset import Dataset
 from tfsoftmax.display.notebook import preparing
 from tfsoftmax.errors import CONFIG_ERROR, RUNTIME_ERROR, TfsoftmaxError
-from tfsoftmax.files import atomic_write, locked, write_text
-
-CACHE_NAME = "tfsoftmax-arrays.npz"
+from tfsoftmax.files import locked
 
 _LOADED: dict[tuple[str, str | None, str | None], Dataset] = {}
 
@@ -26,7 +24,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     """The decoded dataset, prepared from the manual directory if needed; loaded once per process."""
     key = (cfg.dataset, cfg.data_dir, cfg.manual_folder)
     if key not in _LOADED:
-        _LOADED[key] = load(cfg)
+        _LOADED[key] = _load(cfg)
     return _LOADED[key]
 
 
@@ -133,81 +131,30 @@ def _decode(builder) -> dict[str, np.ndarray]:  # noqa: ANN001
     return arrays
 
 
-INDEX_NAME = "tfsoftmax-index.json"
-
-
-def _index_path(cfg: DataConfig) -> tuple[Path, str]:
-    """Where the data directory's index of decoded-array caches lives (TFDS's own default folder when the
-    config sets none), and this dataset's entry in it: the installed TFDS's version is part of the name,
-    since another TFDS may resolve the same name to another version."""
-    import os
-    from importlib.metadata import version
-
-    root = cfg.data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-    return Path(root).expanduser() / INDEX_NAME, f"{cfg.dataset} (tensorflow-datasets {version('tensorflow-datasets')})"
-
-
-def _indexed(cfg: DataConfig) -> dict | None:
-    """The index's entry for this dataset if its cache is there: then nothing of TFDS, whose import and
-    builder cost a third of a second, is needed to load it."""
-    import json
-
-    path, name = _index_path(cfg)
-    try:
-        entry = json.loads(path.read_text()).get(name)
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(entry, dict) or not Path(str(entry.get("cache", ""))).is_file():
-        return None
-    return entry
-
-
-def _add_to_index(cfg: DataConfig, entry: dict) -> None:
-    import json
-
-    path, name = _index_path(cfg)
-    with locked(path.parent / f".{INDEX_NAME}.lock"):
-        try:
-            index = json.loads(path.read_text())
-        except (OSError, ValueError):
-            index = {}
-        if not isinstance(index, dict):
-            index = {}
-        index[name] = entry
-        write_text(path, json.dumps(index, indent=1, sort_keys=True))
-
-
-def load(cfg: DataConfig) -> Dataset:
-    """The decoded dataset: from the cache the index points to, else through TFDS (preparing it first)."""
-    entry = _indexed(cfg)
+def _load(cfg: DataConfig) -> Dataset:
+    """The decoded dataset: from the cache its index entry points to, else through TFDS (preparing and
+    decoding it first, then caching and indexing the arrays)."""
+    entry = cache.indexed(cfg)
     if entry is None:
         builder = _builder(cfg)
-        cache = Path(builder.data_dir) / CACHE_NAME
+        path = Path(builder.data_dir) / cache.CACHE_NAME
         with locked(Path(builder.data_dir).parent / f".{builder.info.version}.tfsoftmax.lock"):
-            if not cache.is_file():
+            if not path.is_file():
                 _prepare(builder, cfg.manual_folder, cfg.dataset)
-                arrays = _decode(builder)
-                atomic_write(cache, lambda f: np.savez(f, **arrays))
-        entry = {
-            "cache": str(cache),
-            "name": builder.name,
-            "version": str(builder.info.version),
-            "class_names": list(builder.info.features["label"].names),
-        }
-        _add_to_index(cfg, entry)
-    cache = Path(entry["cache"])
-    try:
-        with np.load(cache) as stored:
-            arrays = {k: stored[k] for k in stored.files}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise TfsoftmaxError(
-            f"data: decoded-array cache {cache} is unreadable ({e}); delete it to rebuild", RUNTIME_ERROR
-        ) from None
+                cache.write(path, _decode(builder))
+        entry = cache.Entry(
+            cache=str(path),
+            name=builder.name,
+            version=str(builder.info.version),
+            class_names=tuple(builder.info.features["label"].names),
+        )
+        cache.add_to_index(cfg, entry)
+    arrays = cache.read(Path(entry.cache))
     return Dataset(
-        name=entry["name"],
-        version=entry["version"],
+        name=entry.name,
+        version=entry.version,
         checksum=str(arrays["checksum"]),
-        class_names=tuple(entry["class_names"]),
+        class_names=entry.class_names,
         train_x=arrays["train_x"],
         train_y=arrays["train_y"],
         test_x=arrays["test_x"],

@@ -124,7 +124,7 @@ def cross_entropy_epochs(
     """Train softmax regression with each loss of LOSSES from the same weights on the same batches.
 
     Args:
-        images: pixels as stored, 0..255 (uint8 or any number type); timed epochs scale them as data.py
+        images: pixels as stored, 0..255 (uint8 or any number type); timed epochs scale them as data.preprocess
             does, one more epoch trains on them unscaled to see which losses overflow.
         labels: class ids.
         epochs: timed epochs per loss, after one warm-up epoch; the median is reported.

@@ -28,8 +28,8 @@ ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7  # Keras' Adam default
 
 @dataclass(frozen=True)
 class Member:
-    """One trial's hyperparameters inside a pack. `momentum` is 0 for plain SGD, which then takes the
-    same update as Keras' SGD: w + (0 * v - lr * g) equals w - lr * g exactly."""
+    """One trial's hyperparameters inside a pack. `momentum` is 0 for plain SGD: w + (0 * v - lr * g), in a
+    pack with momentum trials, equals Keras' w - lr * g exactly (a pack of plain SGD keeps no velocity)."""
 
     lr: float
     batch_size: int
@@ -75,9 +75,8 @@ class Pack(tf.Module):
         self.classes = weights[0][0].shape[1]
         self.micro = micro_batch(members)
         self.micros = data_lib.steps_per_epoch(self.n, self.micro)
-        self.decays = any(m.weight_decay for m in members)
         # Plain SGD's pass skips the velocity, a full pass over the weights at every step it would not use.
-        self.moves = family == "adam" or any(m.momentum for m in members)
+        self.decays, self.moves = traced_options(members, family)
         # Per-trial values are variables, so the next pack of this shape reuses the compiled pass (`engine`).
         self.lr, self.momentum, self.decay = (tf.Variable(tf.zeros((1, self.size, 1))) for _ in range(3))
         self.half_decay = tf.Variable(tf.zeros(self.size))
@@ -269,6 +268,11 @@ def micro_batch(members: Sequence[Member]) -> int:
     return math.gcd(*(m.batch_size for m in members))
 
 
+def traced_options(members: Sequence[Member], family: str) -> tuple[bool, bool]:
+    """What the compiled pass is traced with besides shapes: any weight decay, any velocity (momentum, Adam)."""
+    return any(m.weight_decay for m in members), family == "adam" or any(m.momentum for m in members)
+
+
 _ENGINES: dict[tuple, Pack] = {}
 _ENGINES_KEPT = 2  # each holds a compiled pass; a sweep's packs mostly share one shape
 
@@ -283,8 +287,7 @@ def engine(
     """A pack for `members`, reusing (reset) one this process built for the same shape and the same training
     arrays: a new one costs a compilation, and the compiled passes TensorFlow keeps would grow the process
     with every pack."""
-    uses = tuple(any(getattr(m, f) for m in members) for f in ("weight_decay", "momentum"))
-    key = (len(train[0]), seed, family, len(members), micro_batch(members), *uses)
+    key = (len(train[0]), seed, family, len(members), micro_batch(members), *traced_options(members, family))
     found = _ENGINES.get(key)
     if found is not None and found.source is train[0]:  # the same arrays, not another of their size
         found.reset(members, weights)
