@@ -151,6 +151,18 @@ def tfsoftmax_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "tfsoftmax", *args]
 
 
+def prepared_command(setup: str, argv: list[str]) -> list[str]:
+    """`argv` started by a Python trampoline that runs `setup` first (signal dispositions and resource limits
+    survive `exec`). Not `preexec_fn`: that forks the test process itself, and once it holds gRPC (a sweep
+    or TensorBoard test before), gRPC's fork handlers can abort the child before it execs ("epoll_wait
+    error: Bad file descriptor", exit -6)."""
+    code = f"import os, resource, signal, sys; {setup}; os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", code, *argv]
+
+
+INTERRUPTIBLE = "signal.signal(signal.SIGINT, signal.SIG_DFL)"  # a shell's background jobs ignore SIGINT
+
+
 def child_env() -> dict[str, str]:
     """Environment for CLI children: this checkout's package, quiet TensorFlow, and no .pyc writes (a
     child under a file-size limit would leave truncated ones behind)."""

@@ -17,7 +17,7 @@ from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.sweeps import tune, tuners
 from tfsoftmax.training import train
 
-from conftest import child_env, tfsoftmax_command
+from conftest import INTERRUPTIBLE, child_env, prepared_command, tfsoftmax_command
 from sweep_helpers import processes_mentioning, sweep_file, trial_records
 
 
@@ -36,14 +36,12 @@ def test_interrupted_sweep_resumes_without_repeating_trials(
     )
     config = load_config(path)
     sweep = tune.sweep_dir(config)
-    # A shell's background jobs ignore SIGINT and children inherit that; a user's Ctrl-C is not ignored.
     process = subprocess.Popen(
-        _sweep_cli(path),
+        prepared_command(INTERRUPTIBLE, _sweep_cli(path)),
         env=child_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
 

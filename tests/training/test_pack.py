@@ -25,7 +25,7 @@ from tfsoftmax.training import train
 from tfsoftmax.training.pack import Member, Pack, engine
 from tfsoftmax.training.packed_trial import family, member
 
-from conftest import child_env, tfsoftmax_command
+from conftest import INTERRUPTIBLE, child_env, prepared_command, tfsoftmax_command
 from sweep_helpers import sweep_file, trial_records
 
 # (optimizer, lr, batch size, weight decay): batch sizes 8..32 leave a short last batch of 108 examples.
@@ -223,12 +223,11 @@ def test_an_interrupted_packed_sweep_resumes_with_no_trial_repeated(
     )
     sweep = tune.sweep_dir(load_config(path))
     process = subprocess.Popen(
-        tfsoftmax_command("sweep", str(path)),
+        prepared_command(INTERRUPTIBLE, tfsoftmax_command("sweep", str(path))),
         env=child_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import shutil
-import signal
 import subprocess
 import sys
 import uuid
@@ -19,7 +17,7 @@ import pytest
 from tfsoftmax.config.loader import load_config
 from tfsoftmax.sweeps import tune
 
-from conftest import SHARED_FASHION, child_env, one_line_error, tfsoftmax_command
+from conftest import SHARED_FASHION, child_env, one_line_error, prepared_command, tfsoftmax_command
 
 
 def _last_line(stderr: str) -> str:
@@ -218,17 +216,16 @@ def test_file_size_limit_is_one_line_and_loses_nothing(write_config: Callable[..
     """The same without root: a file-size limit (RLIMIT_FSIZE) makes the kernel refuse the large writes."""
     path = write_config("[train]\nepochs = 3")
 
-    def limit() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills instead of failing the write
-        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
-
+    limit = (
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "  # else the kernel kills instead of failing the write
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))"
+    )
     result = subprocess.run(
-        tfsoftmax_command("run", str(path)),
+        prepared_command(limit, tfsoftmax_command("run", str(path))),
         env=child_env(),
         capture_output=True,
         text=True,
         timeout=300,
-        preexec_fn=limit,
     )
     run_dir = next((Path(load_config(path).logging.root) / "tiny").iterdir())
     assert result.returncode == 1
