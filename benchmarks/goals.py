@@ -112,10 +112,8 @@ def bookkeeping(dataset: Dataset, splits: Splits, config: Config, epochs: int) -
             callbacks: list = [stats]
             if i >= 1:
                 callbacks.append(RunRecord(folder, epochs + 1, 0, None, stats, None, patience=0))
-            if i >= 2:
-                tb = train.tensorboard_callback(folder, config)
-                tb.histogram_freq = int(config.logging.histograms and i >= 3)
-                callbacks.append(tb)
+            if i >= 2:  # a run's TensorBoard writers, the histograms from step 3
+                callbacks += train.board_callbacks(folder, config)[: 1 if i == 2 else None]
             verbose = 2 if i >= len(steps) else 0
             model.fit(train_ds, validation_data=val_ds, epochs=epochs + 1, verbose=verbose, callbacks=callbacks)
             out[step] = statistics.median(stats.times[1:])

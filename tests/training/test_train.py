@@ -125,3 +125,33 @@ def test_speed_settings_do_not_change_the_weights(write_config: Callable[..., Pa
     fast = train.run(load_config(write_config("[train]\nepochs = 1\nsteps_per_execution = 64")))
     for a, b in zip(plain.model.get_weights(), fast.model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _last_histogram(folder: Path, tag: str) -> np.ndarray:
+    import tensorflow as tf
+
+    found = [
+        tf.make_ndarray(value.tensor)
+        for path in sorted(folder.glob("events.out.tfevents.*"))
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+        if value.tag == tag
+    ]
+    return found[-1]
+
+
+def test_a_run_writes_its_weight_histograms_once_an_epoch_under_keras_tags(write_config: Callable[..., Path]) -> None:
+    """The histograms Keras' TensorBoard callback would write, built in NumPy: one per weight and epoch,
+    counting every value of the final weights; none when the config turns them off."""
+    result = train.run(load_config(write_config("[train]\nepochs = 3")))
+    kernel, bias = result.model.get_weights()
+    for tag, weights in (
+        ("softmax_regression/dense/kernel/histogram", kernel),
+        ("softmax_regression/dense/bias/histogram", bias),
+    ):
+        assert event_steps(result.run_dir / "train", tag) == {0: 1, 1: 1, 2: 1}
+        buckets = _last_histogram(result.run_dir / "train", tag)  # (left edge, right edge, count) rows
+        assert buckets[:, 2].sum() == weights.size
+        assert buckets[0, 0] == pytest.approx(weights.min()) and buckets[-1, 1] == pytest.approx(weights.max())
+    quiet = train.run(load_config(write_config("[train]\nepochs = 1\n[logging]\nhistograms = false")))
+    assert event_steps(quiet.run_dir / "train", "softmax_regression/dense/kernel/histogram") == {}

@@ -63,7 +63,7 @@ def time_run_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int) 
 
     model = seeded_model(dataset, config)
     with tempfile.TemporaryDirectory(prefix="tfsoftmax-bench-") as tmp, contextlib.redirect_stdout(sys.stderr):
-        callbacks = [train.tensorboard_callback(Path(tmp), config)]
+        callbacks = train.board_callbacks(Path(tmp), config)
         record = train.fit(model, splits, config, Path(tmp), callbacks, epochs + 1)
     return _timed(
         record.history["examples_per_second"],

@@ -13,12 +13,36 @@ from typing import TYPE_CHECKING, Any
 import keras
 import tensorflow as tf
 
+from tfsoftmax.board import summaries
 from tfsoftmax.files import ensure_space
 from tfsoftmax.rundir import checkpoint
-from tfsoftmax.training.epoch import LEARNING_RATE, THROUGHPUT, TIME_TAG, TRAIN_RUN, Record
+from tfsoftmax.training.epoch import LEARNING_RATE, THROUGHPUT, TIME_TAG, TRAIN_RUN, Record, histogram_tag
 
 if TYPE_CHECKING:
     from tfsoftmax.training.stopping import StopSignal
+
+
+class WeightHistograms(keras.callbacks.Callback):
+    """Each epoch's weight histograms in the train run, under the tags Keras' TensorBoard callback gives
+    them (its layers' weights), built in NumPy and written as one event (`board.summaries`)."""
+
+    def __init__(self, board_dir: Path) -> None:
+        super().__init__()
+        self.board_dir = board_dir
+        self.writer: Any = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.writer = tf.summary.create_file_writer(str(self.board_dir / TRAIN_RUN))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        weights = [(w.path, keras.ops.convert_to_numpy(w)) for layer in self.model.layers for w in layer.weights]
+        summaries.write(self.writer, epoch, [summaries.histogram(histogram_tag(path), w) for path, w in weights])
+        self.writer.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 class Halted(Exception):

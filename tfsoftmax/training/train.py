@@ -16,7 +16,7 @@ from tfsoftmax.errors import INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import ensure_space, locked, reported_writes
 from tfsoftmax.rundir import checkpoint, environment
 from tfsoftmax.rundir import layout as rundir
-from tfsoftmax.training.callbacks import EpochStats, Halted, RunRecord
+from tfsoftmax.training.callbacks import EpochStats, Halted, RunRecord, WeightHistograms
 from tfsoftmax.training.epoch import Record, recorded, resume_command, with_resume_hint
 from tfsoftmax.training.result import RunResult
 from tfsoftmax.training.stopping import StopSignal
@@ -34,13 +34,25 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def tensorboard_callback(log_dir: Path, config: Config) -> keras.callbacks.Callback:
-    """Keras' own TensorBoard writer: per-epoch scalars (learning rate included) and weight histograms."""
+def tensorboard_callback(log_dir: Path, config: Config, histograms: bool = True) -> keras.callbacks.Callback:
+    """Keras' own TensorBoard writer: per-epoch scalars (learning rate included) and, unless `histograms` is
+    off, weight histograms (keras-tuner moves this callback into each unpacked trial's folder)."""
     import keras
 
     return keras.callbacks.TensorBoard(
-        log_dir=str(log_dir), histogram_freq=int(config.logging.histograms), write_graph=False, profile_batch=0
+        log_dir=str(log_dir),
+        histogram_freq=int(config.logging.histograms and histograms),
+        write_graph=False,
+        profile_batch=0,
     )
+
+
+def board_callbacks(run_dir: Path, config: Config) -> list[keras.callbacks.Callback]:
+    """A run's TensorBoard writers: Keras' scalars, and the weight histograms built in NumPy under Keras'
+    tags (`WeightHistograms`), as a packed trial writes them: Keras' histogram ops cost more than a
+    training epoch's writes (docs/speed.md)."""
+    board = tensorboard_callback(run_dir, config, histograms=False)
+    return [board, WeightHistograms(run_dir)] if config.logging.histograms else [board]
 
 
 def write_run_files(run_dir: Path, config: Config, dataset: data_lib.Dataset, resume_with: str) -> None:
@@ -214,7 +226,7 @@ def _train(
                 splits,
                 config,
                 run_dir,
-                [tensorboard_callback(run_dir, config), *notebook.run_callbacks()],
+                [*board_callbacks(run_dir, config), *notebook.run_callbacks()],
                 config.train.epochs,
                 resume_from,
                 stop=stop,
