@@ -160,7 +160,16 @@ def prepared_command(setup: str, argv: list[str]) -> list[str]:
     return [sys.executable, "-c", code, *argv]
 
 
-INTERRUPTIBLE = "signal.signal(signal.SIGINT, signal.SIG_DFL)"  # a shell's background jobs ignore SIGINT
+def interruptible_child(argv: list[str]) -> subprocess.Popen:
+    """`argv` as a user's command in a terminal, its stderr kept for the test: SIGINT is not ignored, as a
+    shell's background jobs (and the children they start) would ignore it."""
+    return subprocess.Popen(
+        prepared_command("signal.signal(signal.SIGINT, signal.SIG_DFL)", argv),
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def child_env() -> dict[str, str]:

@@ -17,7 +17,7 @@ from tfsoftmax.errors import RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.sweeps import tune, tuners
 from tfsoftmax.training import train
 
-from conftest import INTERRUPTIBLE, child_env, prepared_command, tfsoftmax_command
+from conftest import child_env, interruptible_child, tfsoftmax_command
 from sweep_helpers import processes_mentioning, sweep_file, trial_records
 
 
@@ -36,13 +36,7 @@ def test_interrupted_sweep_resumes_without_repeating_trials(
     )
     config = load_config(path)
     sweep = tune.sweep_dir(config)
-    process = subprocess.Popen(
-        prepared_command(INTERRUPTIBLE, _sweep_cli(path)),
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = interruptible_child(_sweep_cli(path))
     deadline = time.monotonic() + 240
 
     def mid_trial() -> bool:  # one trial finished, the next one part-way

@@ -25,7 +25,7 @@ from tfsoftmax.training import train
 from tfsoftmax.training.pack import Member, Pack, engine
 from tfsoftmax.training.packed_trial import family, member
 
-from conftest import INTERRUPTIBLE, child_env, prepared_command, tfsoftmax_command
+from conftest import child_env, interruptible_child, tfsoftmax_command
 from sweep_helpers import sweep_file, trial_records
 
 # (optimizer, lr, batch size, weight decay): batch sizes 8..32 leave a short last batch of 108 examples.
@@ -222,13 +222,7 @@ def test_an_interrupted_packed_sweep_resumes_with_no_trial_repeated(
         write_config, '"train.lr" = { values = [0.1, 0.2, 0.3, 0.4] }', trials=4, epochs=150, algorithm="grid", pack=3
     )
     sweep = tune.sweep_dir(load_config(path))
-    process = subprocess.Popen(
-        prepared_command(INTERRUPTIBLE, tfsoftmax_command("sweep", str(path))),
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = interruptible_child(tfsoftmax_command("sweep", str(path)))
     deadline = time.monotonic() + 240
 
     def mid_pack() -> bool:  # the first pack's three trials part-way

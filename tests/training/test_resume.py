@@ -23,7 +23,7 @@ from tfsoftmax.rundir import checkpoint
 from tfsoftmax.rundir import layout as rundir
 from tfsoftmax.training import train
 
-from conftest import INTERRUPTIBLE, child_env, event_steps, one_line_error, prepared_command, tfsoftmax_command
+from conftest import child_env, event_steps, interruptible_child, one_line_error, tfsoftmax_command
 
 EPOCHS = 6
 
@@ -106,13 +106,7 @@ def test_stopped_run_resumes_to_the_uninterrupted_result(
 
 def _run_past_epoch_3(path: Path, cut: Path) -> subprocess.Popen:
     """`tfsoftmax run path` in a child process, returned once its record in `cut` holds 3 epochs."""
-    process = subprocess.Popen(
-        prepared_command(INTERRUPTIBLE, tfsoftmax_command("run", str(path))),
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = interruptible_child(tfsoftmax_command("run", str(path)))
     deadline = time.monotonic() + 120
     while not (cut / "metrics.json").is_file() or _metrics(cut)["epochs_completed"] < 3:
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
