@@ -159,27 +159,32 @@ class Pack(tf.Module):
                 var.assign(tf.where(on, var + new_v, var))
         self.steps.assign_add(tf.cast(update, tf.int64))
 
-    @tf.function
+    @tf.function(autograph=False)
     def _order(self, epoch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """The pass's order padded to whole micro-batches, and which of its places hold an example."""
         order = data_lib.epoch_order(self.n, self.seed, epoch)
         pad = self.micros * self.micro - self.n
         return tf.pad(order, [[0, pad]]), tf.pad(tf.ones(self.n), [[0, pad]])
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=True, autograph=False)
     def _train_epoch(self, order: tf.Tensor, real: tf.Tensor) -> tuple[tf.Tensor, ...]:
         # One XLA program for the whole pass: a micro-batch step is a few small ops, whose dispatch would
         # cost more than their arithmetic. Fixed-size micro-batches (the last padded, its padding weighted 0).
+        # The loop is written as `tf.while_loop`, not converted by autograph: tracing is then a fraction of
+        # the time, and the traced program is the same.
         p, m = self.size, self.micro
-        loss = tf.zeros(p)
-        correct = tf.zeros(p)
-        bad = tf.zeros(p, tf.int32)
-        seen = tf.zeros(p)
-        grad_k = tf.zeros_like(self.kernel)
-        grad_b = tf.zeros_like(self.bias)
-        fresh = tf.ones(p, tf.bool)  # a trial's batch starts at this micro-batch: its sums start afresh
         start_steps = tf.identity(self.steps)
-        for j in tf.range(self.micros):
+
+        def step(
+            j: tf.Tensor,
+            loss: tf.Tensor,
+            correct: tf.Tensor,
+            bad: tf.Tensor,
+            seen: tf.Tensor,
+            grad_k: tf.Tensor,
+            grad_b: tf.Tensor,
+            fresh: tf.Tensor,
+        ) -> tuple[tf.Tensor, ...]:
             rows = tf.slice(order, [j * m], [m])
             weight = tf.slice(real, [j * m], [m])
             x, y = tf.gather(self.x, rows), tf.gather(self.y, rows)
@@ -206,7 +211,19 @@ class Pack(tf.Module):
             self._apply(
                 {"kernel": grad_k / per_trial + decayed, "bias": grad_b / per_trial}, due & self.active & (bad == 0)
             )
-            fresh = due
+            return j + 1, loss, correct, bad, seen, grad_k, grad_b, due
+
+        start = (
+            tf.constant(0),
+            tf.zeros(p),
+            tf.zeros(p),
+            tf.zeros(p, tf.int32),
+            tf.zeros(p),
+            tf.zeros_like(self.kernel),
+            tf.zeros_like(self.bias),
+            tf.ones(p, tf.bool),  # a trial's batch starts at this micro-batch: its sums start afresh
+        )
+        _, loss, correct, bad, *_ = tf.while_loop(lambda j, *_: j < self.micros, step, start)
         return loss / self.n, correct / self.n, self.steps - start_steps, bad
 
     def epoch(self, epoch: int) -> EpochResult:
@@ -228,7 +245,7 @@ class Pack(tf.Module):
             times.append(time.perf_counter() - began)
         return times
 
-    @tf.function
+    @tf.function(autograph=False)
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         ce, hits, _ = self._losses(self._logits(tf.reshape(x, (tf.shape(x)[0], -1))), y)
         return tf.reduce_sum(ce, axis=0), tf.reduce_sum(hits, axis=0)
