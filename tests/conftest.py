@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,6 +19,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# XLA's compilation cache (`training.compile_cache`) for every process of the suite, outside the user's own.
+os.environ.setdefault("TFSOFTMAX_XLA_CACHE", str(Path(tempfile.gettempdir()) / f"tfsoftmax-tests-xla-{os.getuid()}"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_FASHION = ROOT.parent / "shared" / "datasets" / "fashion_mnist"

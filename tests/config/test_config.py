@@ -107,6 +107,7 @@ BAD_FILES = [
     ("[train\nlr = 0.1\n", "invalid TOML: "),
     ("lr = 0.1\n", "[lr]: unknown section; allowed: data, model, train, logging, sweep"),
     ('[model]\nkind = "torch"\n', 'model.kind: got "torch"; allowed: keras | scratch'),
+    ('[train]\nengine = "xla"\n', 'train.engine: got "xla"; allowed: auto | packed | fit'),
 ]
 
 
@@ -170,6 +171,15 @@ def test_naive_loss_belongs_to_the_scratch_model(tmp_path: Path) -> None:
     with pytest.raises(TfsoftmaxError, match='model.loss: "naive" is the from-scratch model\'s lesson'):
         load_config(_write(tmp_path, '[model]\nloss = "naive"\n'))
     assert load_config(_write(tmp_path, '[model]\nkind = "scratch"\nloss = "naive"\n')).model.loss == "naive"
+
+
+def test_the_scratch_model_trains_through_fit_only(tmp_path: Path) -> None:
+    with pytest.raises(
+        TfsoftmaxError, match='train.engine: "packed" trains the Keras model; .* allowed: "auto" or "fit"'
+    ):
+        load_config(_write(tmp_path, '[model]\nkind = "scratch"\n[train]\nengine = "packed"\n'))
+    for engine in ("auto", "fit"):
+        assert load_config(_write(tmp_path, f'[model]\nkind = "scratch"\n[train]\nengine = "{engine}"\n'))
 
 
 def test_strings_with_quotes_and_backslashes_round_trip(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from tfsoftmax.config import OBJECTIVES, SECTIONS, Config, to_toml
 from tfsoftmax.config.checks import kind_of
 from tfsoftmax.config.loader import load_config, override
-from tfsoftmax.config.sections import ALGORITHMS, LOSSES, OPTIMIZERS
+from tfsoftmax.config.sections import ALGORITHMS, ENGINES, LOSSES, OPTIMIZERS
 from tfsoftmax.config.space import SAMPLINGS, SpaceEntry
 from tfsoftmax.errors import CONFIG_ERROR, TfsoftmaxError
 
@@ -66,9 +66,12 @@ CHOICES = {
     ("model", "kind"): ("keras", "scratch"),
     ("model", "loss"): LOSSES,
     ("train", "optimizer"): OPTIMIZERS,
+    ("train", "engine"): ENGINES,
     ("sweep", "algorithm"): ALGORITHMS,
     ("sweep", "objective"): OBJECTIVES,
 }
+
+FIT_ENGINES = ("auto", "fit")  # the engines of the scratch model, which only `model.fit` trains
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,6 +338,7 @@ def assert_valid(config: Config) -> None:
     assert config.logging.run_name is None or NAME.fullmatch(config.logging.run_name)
     assert config.model.kind == "scratch" or config.model.loss == "stable"
     assert config.model.kind == "keras" or config.train.optimizer == "sgd"
+    assert config.model.kind == "keras" or config.train.engine in FIT_ENGINES
     keys = [e.key for e in config.sweep.space]
     assert len(set(keys)) == len(keys) and set(keys) <= set(TUNABLE)
     for entry in config.sweep.space:
@@ -452,6 +456,8 @@ def valid_configs(draw: st.DrawFn) -> tuple[dict[str, dict[str, Any]], list[tupl
                 table[name] = "stable"
             elif (section, name) == ("train", "optimizer") and scratch:
                 table[name] = "sgd"
+            elif (section, name) == ("train", "engine") and scratch:
+                table[name] = draw(st.sampled_from(FIT_ENGINES))
             else:
                 table[name] = draw(valid_value(section, name))
         doc[section] = table
@@ -489,6 +495,8 @@ def valid_space_entry(draw: st.DrawFn, key: str, scratch: bool) -> dict[str, Any
     kind = HINTS[section][name]
     if key == "train.optimizer" and scratch:
         return {"values": ["sgd"]}
+    if key == "train.engine" and scratch:
+        return {"values": draw(st.lists(st.sampled_from(FIT_ENGINES), min_size=1, unique=True))}
     value = valid_value(section, name)
     if kind not in (int, float) or draw(st.booleans()):
         values = draw(st.lists(value, min_size=1, max_size=4, unique_by=lambda v: _coerced(section, name, v)))

@@ -1,6 +1,7 @@
-"""The two engines over one epoch contract: the same config trained as a standalone run (Keras' `model.fit`)
-and as a packed trial of one (the packed pass) leaves the same record fields and history keys, stops and
-keeps the same epoch, and logs the same TensorBoard tags, those the contract (`training.epoch`) declares."""
+"""The two engines over one epoch contract: the same config trained as a standalone run (by Keras'
+`model.fit` or by the packed pass, `train.engine`) and as a packed sweep trial of one leaves the same record
+fields and history keys, stops and keeps the same epoch, and logs the same TensorBoard tags, those the
+contract (`training.epoch`) declares."""
 
 from __future__ import annotations
 
@@ -36,8 +37,11 @@ def _tags(run_dir: Path) -> dict[str, dict[str, int]]:
     return found
 
 
-def test_a_run_and_a_packed_trial_of_one_keep_the_same_record_and_tags(write_config: Callable[..., Path]) -> None:
-    standalone = train.run(load_config(write_config(SETTINGS)))
+@pytest.mark.parametrize("engine", ["fit", "packed"])
+def test_a_run_and_a_packed_trial_of_one_keep_the_same_record_and_tags(
+    write_config: Callable[..., Path], engine: str
+) -> None:
+    standalone = train.run(load_config(write_config(f'{SETTINGS}engine = "{engine}"\n')))
     run_record = json.loads((standalone.run_dir / "metrics.json").read_text())
     config = load_config(
         sweep_file(

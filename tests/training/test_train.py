@@ -121,8 +121,9 @@ def test_unwritable_log_root_is_one_line(write_config: Callable[..., Path], tmp_
 
 @pytest.mark.slow
 def test_speed_settings_do_not_change_the_weights(write_config: Callable[..., Path]) -> None:
-    plain = train.run(load_config(write_config("[train]\nepochs = 1\nsteps_per_execution = 1")))
-    fast = train.run(load_config(write_config("[train]\nepochs = 1\nsteps_per_execution = 64")))
+    fit = '[train]\nepochs = 1\nengine = "fit"\nsteps_per_execution = '
+    plain = train.run(load_config(write_config(fit + "1")))
+    fast = train.run(load_config(write_config(fit + "64")))
     for a, b in zip(plain.model.get_weights(), fast.model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

@@ -4,6 +4,9 @@ becomes a line on stderr and an exit code."""
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -58,4 +61,19 @@ def main(argv: Sequence[str] | None = None, terminal: bool = False) -> int:
 
 def main_entry() -> None:
     """Console-script and `python -m tfsoftmax` entry point."""
-    sys.exit(main(terminal=True))
+    code = main(terminal=True)
+    if "tensorflow" in sys.modules:
+        exit_now(code)
+    sys.exit(code)
+
+
+def exit_now(code: int) -> None:
+    """End a process that loaded TensorFlow without the interpreter's teardown, which then takes most of a
+    second (docs/speed.md) and writes nothing of ours: every file a command writes is closed when it
+    returns. The exit handlers run as at any exit (TensorFlow's, and the stderr filter's drain), after
+    the standard streams are flushed."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing left to deliver
+            stream.flush()
+    atexit._run_exitfuncs()  # what a normal exit runs first (CPython's own runner of `atexit` handlers)
+    os._exit(code)

@@ -97,6 +97,12 @@ class Config:
                 "(the Keras model always uses the stable loss from logits)",
             )
         if self.model.kind == "scratch":
+            if self.train.engine == "packed":
+                raise fail(
+                    source,
+                    'train.engine: "packed" trains the Keras model; the scratch model trains with its own '
+                    'train_step through model.fit; allowed: "auto" or "fit"',
+                )
             if self.train.optimizer != "sgd":
                 raise fail(
                     source,

@@ -14,6 +14,9 @@ from typing import ClassVar
 from tfsoftmax.config.checks import SEED_ALLOWED, SOURCE, at_least, check_field, choice, positive, seed, spec
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
+# What trains a run: "packed" is the packed pass (`training.pack`) as a pack of one, "fit" is Keras'
+# `model.fit`; "auto" is "packed" for the Keras model and "fit" for the scratch one, which only `fit` trains.
+ENGINES = ("auto", "packed", "fit")
 MODEL_KINDS = ("keras", "scratch")
 LOSSES = ("stable", "naive")
 ALGORITHMS = ("random", "grid", "bayesian", "hyperband")
@@ -102,6 +105,7 @@ class TrainConfig(_Section):
     # Steps per call into the compiled graph: fewer Python round trips, the same arithmetic; batch-end
     # checks (divergence, Ctrl-C) run once per call. docs/speed.md has the figures.
     steps_per_execution: int = spec(64, at_least(1), "an integer >= 1")
+    engine: str = spec("auto", choice(ENGINES), " | ".join(ENGINES))
 
 
 @dataclass(frozen=True)

@@ -83,9 +83,13 @@ def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, firs
     # Keras starts a new pass over the dataset at each epoch; the pass reads and advances this counter.
     epoch = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)
 
+    # The dataset's functions are plain TensorFlow, so autograph is told not to convert them: converting
+    # costs tracing time and changes nothing.
+    @tf.autograph.experimental.do_not_convert
     def epoch_batches(_: tf.Tensor) -> tf.data.Dataset:
         order = epoch_order(n, seed, epoch.assign_add(1) - 1)
 
+        @tf.autograph.experimental.do_not_convert
         def batch(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             rows = order[i * batch_size : (i + 1) * batch_size]
             return tf.gather(images, rows), tf.gather(labels, rows)
@@ -106,9 +110,9 @@ def eval_batches(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
     import tensorflow as tf
 
     images, labels = as_tensor(x), as_tensor(y)
-    return (
-        tf.data.Dataset.range(len(x))
-        .batch(EVAL_BATCH)
-        .map(lambda i: (tf.gather(images, i), tf.gather(labels, i)))
-        .prefetch(tf.data.AUTOTUNE)
-    )
+
+    @tf.autograph.experimental.do_not_convert
+    def gather(i: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.gather(images, i), tf.gather(labels, i)
+
+    return tf.data.Dataset.range(len(x)).batch(EVAL_BATCH).map(gather).prefetch(tf.data.AUTOTUNE)

@@ -106,7 +106,8 @@ class HyperModel(keras_tuner.HyperModel):
     ) -> keras.callbacks.History:
         # keras-tuner's verbosity is `display`: epoch lines with its tables, else one line per trial.
         epoch_lines = bool(kwargs.pop("verbose", 0))
-        trial_config = self.trial_config(hp, epochs)
+        # Trained by `model.fit` here, and its config says so: run again, it gives the same numbers.
+        trial_config = override(self.trial_config(hp, epochs), {"train.engine": "fit"})
         epochs = trial_config.train.epochs
         run_dir = execution_dir(callbacks)
         execution = rundir.execution_index(run_dir)

@@ -1,5 +1,7 @@
 """One training run and what an epoch means: the epoch's contract, written once for both engines (`epoch`),
 the run itself (`train`), its result (`result`), the Keras callbacks it trains with (`callbacks`), Ctrl-C
-handling (`stopping`), and the packed engine that steps many sweep trials at once (`pack`, `packed_trial`)."""
+handling (`stopping`), and the packed engine that steps many sweep trials at once (`pack`, `packed_trial`)
+and trains a run as a pack of one (`packed_fit`), with its XLA programs kept between processes
+(`compile_cache`)."""
 
-__all__ = ["callbacks", "epoch", "pack", "packed_trial", "result", "stopping", "train"]
+__all__ = ["callbacks", "compile_cache", "epoch", "pack", "packed_fit", "packed_trial", "result", "stopping", "train"]

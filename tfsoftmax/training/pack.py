@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfsoftmax import data as data_lib
+from tfsoftmax.training import compile_cache
 
 ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7  # Keras' Adam defaults, as `models.softmax` builds it
 
@@ -66,6 +67,7 @@ class Pack(tf.Module):
         weights: Sequence[tuple[np.ndarray, np.ndarray]],
     ) -> None:
         super().__init__()
+        compile_cache.enable(tf.__version__)  # in use already if a model was built (`train.seed_everything`)
         x, y = train
         self.source = x  # held, so `engine` can tell these arrays from later ones of the same size
         self.n, self.seed, self.family, self.size = len(x), seed, family, len(members)
@@ -228,7 +230,13 @@ class Pack(tf.Module):
 
     def epoch(self, epoch: int) -> EpochResult:
         """Train every active trial one epoch (the `epoch`-th pass of the seed's order)."""
-        loss, accuracy, steps, bad = self._train_epoch(*self._order(tf.constant(epoch, tf.int64)))
+        try:
+            loss, accuracy, steps, bad = self._train_epoch(*self._order(tf.constant(epoch, tf.int64)))
+        except (tf.errors.OutOfRangeError, tf.errors.DataLossError) as e:  # a cached program cut short or garbled
+            damaged = compile_cache.damaged(e)
+            if damaged is None:
+                raise
+            raise damaged from None
         return EpochResult(loss.numpy(), accuracy.numpy(), steps.numpy(), bad.numpy())
 
     def timed_passes(self, epochs: int, val: tuple[np.ndarray, np.ndarray] | None) -> list[float]:

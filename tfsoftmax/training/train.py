@@ -16,20 +16,26 @@ from tfsoftmax.errors import INTERRUPTED, RUNTIME_ERROR, TfsoftmaxError
 from tfsoftmax.files import ensure_space, locked, reported_writes
 from tfsoftmax.rundir import checkpoint, environment
 from tfsoftmax.rundir import layout as rundir
+from tfsoftmax.training import compile_cache, packed_fit
 from tfsoftmax.training.callbacks import EpochStats, Halted, RunRecord, WeightHistograms
 from tfsoftmax.training.epoch import Record, recorded, resume_command, with_resume_hint
 from tfsoftmax.training.result import RunResult
 from tfsoftmax.training.stopping import StopSignal
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import keras
+    import numpy as np
 
 
 def seed_everything(seed: int) -> None:
-    """Python, NumPy and TensorFlow seeds plus deterministic ops: same config, same numbers."""
+    """Python, NumPy and TensorFlow seeds plus deterministic ops: same config, same numbers. Also where the
+    process's XLA compilation cache is set, before a model is built (Keras' `compile` reads XLA's flags)."""
     import keras
     import tensorflow as tf
 
+    compile_cache.enable(tf.__version__)
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
@@ -61,6 +67,12 @@ def write_run_files(run_dir: Path, config: Config, dataset: data_lib.Dataset, re
     rundir.write_environment(run_dir, environment.capture(dataset, config.data.manual_folder))
 
 
+def verbosity(epoch_lines: bool) -> int:
+    """Keras' `verbose` for a run's epochs: a progress bar on a terminal, one line per epoch in a log file,
+    nothing without `epoch_lines`."""
+    return 0 if not epoch_lines else 1 if draws_in_place() else 2
+
+
 def fit(
     model: keras.Model,
     splits: data_lib.Splits,
@@ -88,8 +100,7 @@ def fit(
             checkpoint.restore(model, resume.weights)
     train_ds = data_lib.train_batches(*splits.train, config.data.batch_size, config.train.seed, first)
     val_ds = None if splits.val is None else data_lib.eval_batches(*splits.val)
-    # A progress bar on a terminal, one line per epoch in a log file.
-    verbose = 0 if not epoch_lines else 1 if draws_in_place() else 2
+    verbose = verbosity(epoch_lines)
     every = [stats, keeper, *callbacks]
     with recorded([record], ""):
         with reported_writes(run_dir):
@@ -123,15 +134,17 @@ def finish(
     config: Config,
     run_dir: Path,
     started: float,
+    scores: Callable[[np.ndarray, np.ndarray], dict[str, float]],
 ) -> RunResult:
-    """Evaluate on test (unless diverged), write the TensorBoard report, the model and the record."""
+    """Evaluate on test with `scores` (unless diverged), write the TensorBoard report, the model and the
+    record."""
     from tfsoftmax.board import hparams, report
 
     test: dict[str, float] = {}
     status = record.outcome
     if status == "completed":
-        scores = model.evaluate(data_lib.eval_batches(*splits.test), verbose=0, return_dict=True)
-        test = {"loss": float(scores["loss"]), "accuracy": float(scores["accuracy"])}
+        scored = scores(*splits.test)
+        test = {"loss": scored["loss"], "accuracy": scored["accuracy"]}
     try:
         ensure_space(run_dir)
         with reported_writes(run_dir):
@@ -156,6 +169,16 @@ def finish(
         model=model,
         divergence=record.divergence,
     )
+
+
+def keras_scores(model: keras.Model) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
+    """`finish`'s test scores by Keras' `evaluate`, for a model `fit` trained."""
+
+    def scores(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        found = model.evaluate(data_lib.eval_batches(x, y), verbose=0, return_dict=True)
+        return {"loss": float(found["loss"]), "accuracy": float(found["accuracy"])}
+
+    return scores
 
 
 def finish_trial(model: keras.Model, record: Record, started: float) -> None:
@@ -221,18 +244,19 @@ def _train(
     model = build_model(dataset.image_shape, dataset.num_classes, config.model, config.train)
     try:
         with StopSignal() as stop:
-            record = fit(
-                model,
-                splits,
-                config,
-                run_dir,
-                [*board_callbacks(run_dir, config), *notebook.run_callbacks()],
-                config.train.epochs,
-                resume_from,
-                stop=stop,
-                epoch_lines=not notebook.in_notebook(),
-            )
-            return finish(model, record, splits, dataset, config, run_dir, started)
+            callbacks = [*board_callbacks(run_dir, config), *notebook.run_callbacks()]
+            epochs, epoch_lines = config.train.epochs, not notebook.in_notebook()
+            if packed_fit.trains_packed(config):
+                packed = packed_fit.PackedFit(model, splits, config)
+                verbose = verbosity(epoch_lines)
+                record = packed.fit(run_dir, callbacks, epochs, resume_from, verbose=verbose, stop=stop)
+                scores = packed.scores
+            else:
+                record = fit(
+                    model, splits, config, run_dir, callbacks, epochs, resume_from, stop=stop, epoch_lines=epoch_lines
+                )
+                scores = keras_scores(model)
+            return finish(model, record, splits, dataset, config, run_dir, started, scores)
     except KeyboardInterrupt:  # a second Ctrl-C outside training: the last checkpoint is still there
         raise TfsoftmaxError(with_resume_hint("interrupted", run_dir), INTERRUPTED) from None
     except TfsoftmaxError as e:
