@@ -22,7 +22,8 @@ from tfsoftmax.config.loader import load_config, override
 from tfsoftmax.models.softmax import build_model
 from tfsoftmax.sweeps import tune, tuners
 from tfsoftmax.training import train
-from tfsoftmax.training.pack import Member, Pack, engine
+from tfsoftmax.training.compiled_packs import engine
+from tfsoftmax.training.pack import Member, Pack
 from tfsoftmax.training.packed_trial import family, member
 
 from conftest import child_env, interruptible_child, tfsoftmax_command

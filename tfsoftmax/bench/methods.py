@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 FLOOR = "numpy"
 METHODS = {
-    "tfsoftmax": "tfsoftmax fit, as `run` does it",
-    "scratch": "tfsoftmax fit, model.kind=scratch",
+    "tfsoftmax": "tfsoftmax's training, as `run` does it",
+    "scratch": "tfsoftmax's training, model.kind=scratch (fit)",
     "numpy": "NumPy minibatch SGD (the floor)",
     "eager": "D2L eager GradientTape loop",
     "plain_fit": "plain fit, cached+shuffled tf.data",

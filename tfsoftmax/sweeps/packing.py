@@ -24,8 +24,9 @@ from tfsoftmax.rundir import checkpoint
 from tfsoftmax.rundir import layout as rundir
 from tfsoftmax.sweeps import kt_private
 from tfsoftmax.training import train
+from tfsoftmax.training.compiled_packs import engine
 from tfsoftmax.training.epoch import STEPS, TIME, logs, recorded
-from tfsoftmax.training.pack import Pack, engine
+from tfsoftmax.training.pack import Pack
 from tfsoftmax.training.packed_trial import PackedTrial, family, hold_state, log_epoch, save_epoch, state_of
 
 

@@ -296,29 +296,3 @@ def micro_batch(members: Sequence[Member]) -> int:
 def traced_options(members: Sequence[Member], family: str) -> tuple[bool, bool]:
     """What the compiled pass is traced with besides shapes: any weight decay, any velocity (momentum, Adam)."""
     return any(m.weight_decay for m in members), family == "adam" or any(m.momentum for m in members)
-
-
-_ENGINES: dict[tuple, Pack] = {}
-_ENGINES_KEPT = 2  # each holds a compiled pass; a sweep's packs mostly share one shape
-
-
-def engine(
-    train: tuple[np.ndarray, np.ndarray],
-    seed: int,
-    members: Sequence[Member],
-    family: str,
-    weights: Sequence[tuple[np.ndarray, np.ndarray]],
-) -> Pack:
-    """A pack for `members`, reusing (reset) one this process built for the same shape and the same training
-    arrays: a new one costs a compilation, and the compiled passes TensorFlow keeps would grow the process
-    with every pack."""
-    key = (len(train[0]), seed, family, len(members), micro_batch(members), *traced_options(members, family))
-    found = _ENGINES.get(key)
-    if found is not None and found.source is train[0]:  # the same arrays, not another of their size
-        found.reset(members, weights)
-        return found
-    _ENGINES.pop(key, None)
-    while len(_ENGINES) >= _ENGINES_KEPT:
-        _ENGINES.pop(next(iter(_ENGINES)))
-    made = _ENGINES[key] = Pack(train, seed, members, family, weights)
-    return made

@@ -18,8 +18,9 @@ from tfsoftmax.config import Config
 from tfsoftmax.files import reported_writes
 from tfsoftmax.rundir import checkpoint
 from tfsoftmax.training.callbacks import EpochStats, RunRecord
+from tfsoftmax.training.compiled_packs import engine
 from tfsoftmax.training.epoch import Record, recorded
-from tfsoftmax.training.pack import Pack, engine
+from tfsoftmax.training.pack import Pack
 from tfsoftmax.training.packed_trial import family, hold_state, member, state_of
 
 if TYPE_CHECKING:
