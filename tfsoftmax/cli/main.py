@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None, terminal: bool = False) -> int:
 def main_entry() -> None:
     """Console-script and `python -m tfsoftmax` entry point."""
     code = main(terminal=True)
-    if "tensorflow" in sys.modules:
+    if "tensorflow" in sys.modules and sys.getprofile() is None:  # a profiler writes its figures after we return
         exit_now(code)
     sys.exit(code)
 
