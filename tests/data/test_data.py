@@ -112,6 +112,25 @@ def test_scale_false_keeps_pixel_values(tiny_data_dir: Path) -> None:
     assert splits.train[0].max() == 250.0
 
 
+@pytest.mark.parametrize("scale", [True, False])
+def test_images_become_aligned_float32_that_tensorflow_uses_without_a_copy(scale: bool) -> None:
+    from tfsoftmax.data import pipeline
+
+    images = np.random.default_rng(0).integers(0, 256, size=(50, 28, 28, 1), dtype=np.uint8)
+    out = pipeline.preprocess(images[3:], scale)  # a view that starts off any boundary
+    expected = images[3:].astype(np.float32) / (255.0 if scale else 1.0)
+    assert out.dtype == np.float32 and np.array_equal(out, expected)
+    assert out.ctypes.data % pipeline.ALIGN == 0 and out.flags.c_contiguous
+    unaligned = pipeline.aligned_empty((expected.size + 1,), np.float32)[1:].reshape(expected.shape)
+    unaligned[...] = expected
+    lent, copied = pipeline.as_tensor(out), pipeline.as_tensor(unaligned)
+    assert np.array_equal(lent.numpy(), expected) and np.array_equal(copied.numpy(), expected)
+    # The splits are never written: here only to see whose memory each tensor reads.
+    out[0, 0, 0, 0] = unaligned[0, 0, 0, 0] = -1.0
+    assert float(lent[0, 0, 0, 0]) == -1.0 and float(copied[0, 0, 0, 0]) == expected[0, 0, 0, 0]
+    assert pipeline.as_tensor(out) is lent  # made once per array
+
+
 def test_pipeline_shapes_dtypes_and_reshuffle_every_epoch(tiny_data_dir: Path) -> None:
     cfg = DataConfig(data_dir=str(tiny_data_dir))
     x, y = data.split(data.load_dataset(cfg), cfg).train

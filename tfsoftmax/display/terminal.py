@@ -21,6 +21,7 @@ import re
 import select
 import signal
 import sys
+import warnings
 
 VERBOSE_ENV = "TFSOFTMAX_VERBOSE"
 
@@ -47,6 +48,9 @@ _NO_CUDA_DRIVER = re.compile(
 )
 _CUINIT_FAILED = re.compile(_ABSL + r"cuda_platform\.cc:\d+\] failed call to cuInit: ")
 _RETRACING = re.compile(r"\d+ out of the last \d+ calls to .+ triggered tf\.function retracing\. ")
+# scikit-learn's Gaussian process, which keras-tuner's Bayesian oracle fits after every trial, warns when a
+# kernel's length scale ends at a bound: nothing a sweep's user can act on.
+_GP_BOUND = r"The optimal value found for dimension \d+ of parameter .+ is close to the specified (upper|lower) bound"
 # A pipe's end of line: \r too, so progress bars (TFDS's tqdm) move as they are drawn.
 _LINE_END = re.compile(rb"(?<=\n)|(?<=\r)(?!\n)")
 PARTIAL_LINE_WAIT_S = 0.05  # a prompt or half-drawn line waits this long for its end before it is shown
@@ -180,6 +184,7 @@ def quiet_tensorflow() -> None:
     # Only INFO is hidden at the source; the known notices among TensorFlow's warnings go through the pipe.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     logging.getLogger("tensorflow").addFilter(RetracingFilter())
+    warnings.filterwarnings("ignore", message=_GP_BOUND, module=r"sklearn\.gaussian_process")
     sys.stdout.flush()  # else the filter would hold a copy of unwritten output (it never writes it)
     sys.stderr.flush()
     real_fd = os.dup(2)
