@@ -48,7 +48,9 @@ def _ended_once(sweep: Path, trials: int) -> bool:
 def test_two_launched_workers_each_train_their_share_of_eight_trials_every_time(
     write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
-    path = sweep_file(write_config, SPACE, trials=8, epochs=1)
+    # Trials of 40 epochs: a worker's first share must still be training when the other, started with it,
+    # asks for its own (a share shrinks as trials finish, so a worker done before the other asks takes more).
+    path = sweep_file(write_config, SPACE, trials=8, epochs=40)
     sweep = tune.sweep_dir(load_config(path))
     for attempt in range(3):
         command = tfsoftmax_command("sweep", str(path), "--workers", "2", "--overwrite")
