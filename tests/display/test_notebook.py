@@ -38,7 +38,7 @@ def test_outside_a_kernel_nothing_is_shown_or_changed() -> None:
     stderr, stdout = os.fstat(2), sys.stdout
     with notebook.quiet():
         assert os.fstat(2) == stderr and sys.stdout is stdout
-    stopping = "stopping after this batch (press Ctrl-C again to stop at once)"
+    stopping = "stopping after the batch or epoch in progress (press Ctrl-C again to stop at once)"
     assert notebook.for_here(stopping) == stopping
 
 
@@ -65,8 +65,8 @@ def test_override_errors_name_the_python_override_and_the_command_line_its_flag(
         ("full; run the same sweep command again to resume", "full; run the same tfsoftmax.sweep(config) to resume"),
         ("stopped by Ctrl-C", "stopped by an interrupt"),
         (
-            "stopping after this batch (press Ctrl-C again to stop at once)",
-            "stopping after this batch (interrupt again",
+            "stopping after the batch or epoch in progress (press Ctrl-C again to stop at once)",
+            "stopping after the batch or epoch in progress (interrupt again",
         ),
     ],
 )

@@ -153,7 +153,7 @@ def test_an_interrupted_run_says_how_to_resume_it_from_python(executed: nbformat
     outputs = _outputs(executed, 11)
     stderr = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stderr")
     stdout = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout")
-    assert "stopping after this batch (interrupt again to stop at once)" in stderr
+    assert "stopping after the batch or epoch in progress (interrupt again to stop at once)" in stderr
     assert stdout.startswith("interrupted after 1 finished epoch(s) of ") and 'tfsoftmax.resume("' in stdout
     assert "Ctrl-C" not in stderr + stdout and "tfsoftmax run --resume" not in stdout
     (resumed,) = [o for o in _outputs(executed, 12) if o.output_type == "execute_result"]

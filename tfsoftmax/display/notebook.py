@@ -196,7 +196,7 @@ def announce(result: Any) -> None:
 
 def for_here(message: str) -> str:
     """A command-line message as the user reads it here: in the Python API's words inside a kernel (the
-    first interrupt's "stopping after this batch"), as it is elsewhere."""
+    first interrupt's "stopping after the batch or epoch in progress"), as it is elsewhere."""
     return python_words(message) if in_notebook() else message
 
 

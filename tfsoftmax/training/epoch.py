@@ -32,8 +32,9 @@ TIME_TAG = "epoch_time_s"
 """The whole epoch's seconds, in the train run."""
 TRIAL_RESUME = "the same `tfsoftmax sweep` command (the trial continues from its last finished epoch)"
 """How a sweep trial's config says it is continued."""
-STOPPING = "stopping after this batch (press Ctrl-C again to stop at once)"
-"""What the first Ctrl-C (or SIGTERM) prints: training stops at the next batch end, its record written."""
+STOPPING = "stopping after the batch or epoch in progress (press Ctrl-C again to stop at once)"
+"""What the first Ctrl-C (or SIGTERM) prints: training stops at the next batch end under `model.fit`, once
+the epoch in progress ends under the packed pass, its record written."""
 
 
 def resume_command(run_dir: Path) -> str:

@@ -1,5 +1,6 @@
-"""Ctrl-C and SIGTERM during training: a request to stop at the next batch end with everything written,
-held by a context manager around the training, so no handler outlives the run or sweep that set it."""
+"""Ctrl-C and SIGTERM during training: a request to stop at the next batch end (under `model.fit`; at the
+epoch's end under the packed pass) with everything written, held by a context manager around the
+training, so no handler outlives the run or sweep that set it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tfsoftmax.training.epoch import STOPPING
 
 class StopSignal:
     """Within `with StopSignal() as stop:`, the first Ctrl-C or SIGTERM sets `stop.requested` (training
-    then stops at the next batch end, its record written) and a second one raises KeyboardInterrupt at
+    then stops at the next batch or epoch end, its record written) and a second one raises KeyboardInterrupt at
     once. Outside the main thread, where Python cannot take signals, it is a request nobody makes."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -30,7 +31,7 @@ class StopSignal:
         return self._event.is_set()
 
     def request(self) -> None:
-        """Ask training to stop at the next batch end, as the first signal does."""
+        """Ask training to stop at the next batch or epoch end, as the first signal does."""
         self._event.set()
 
     def _handle(self, signum: int, frame: object) -> None:
