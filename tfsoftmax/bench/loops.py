@@ -59,17 +59,13 @@ def _test_accuracy(model: keras.Model, splits: Splits) -> float:
 
 def time_run_fit(dataset: Dataset, splits: Splits, config: Config, epochs: int) -> MethodResult:
     """tfsoftmax's own training, with the record, timing and TensorBoard callbacks `run` uses, by the engine
-    `run` picks for the config (`train.engine`): the packed pass or `train.fit`."""
-    from tfsoftmax.training import packed_fit, train
+    `run` picks for the config (`train.train_model`)."""
+    from tfsoftmax.training import train
 
     model = seeded_model(dataset, config)
     with tempfile.TemporaryDirectory(prefix="tfsoftmax-bench-") as tmp, contextlib.redirect_stdout(sys.stderr):
         callbacks = train.board_callbacks(Path(tmp), config)
-        if packed_fit.trains_packed(config):
-            packed = packed_fit.PackedFit(model, splits, config)
-            record = packed.fit(Path(tmp), callbacks, epochs + 1, None, verbose=0, stop=None)
-        else:
-            record = train.fit(model, splits, config, Path(tmp), callbacks, epochs + 1)
+        record, _ = train.train_model(model, splits, config, Path(tmp), callbacks, epochs + 1)
     return _timed(
         record.history["examples_per_second"],
         record.history["time_s"],

@@ -126,6 +126,29 @@ def fit(
     return record
 
 
+def train_model(
+    model: keras.Model,
+    splits: data_lib.Splits,
+    config: Config,
+    run_dir: Path,
+    callbacks: list,
+    epochs: int,
+    resume: checkpoint.Resume | None = None,
+    *,
+    epoch_lines: bool = True,
+    stop: StopSignal | None = None,
+) -> tuple[Record, Callable[[np.ndarray, np.ndarray], dict[str, float]]]:
+    """Train a run's model by the engine `train.engine` picks (`packed_fit.trains_packed`): the packed
+    pass or `fit`, each keeping the same epoch contract. Returns the record and the same engine's scores of
+    the trained model on a split (`finish` takes them for the test split)."""
+    if packed_fit.trains_packed(config):
+        packed = packed_fit.PackedFit(model, splits, config)
+        record = packed.fit(run_dir, callbacks, epochs, resume, verbose=verbosity(epoch_lines), stop=stop)
+        return record, packed.scores
+    record = fit(model, splits, config, run_dir, callbacks, epochs, resume, epoch_lines=epoch_lines, stop=stop)
+    return record, keras_scores(model)
+
+
 def finish(
     model: keras.Model,
     record: Record,
@@ -244,18 +267,17 @@ def _train(
     model = build_model(dataset.image_shape, dataset.num_classes, config.model, config.train)
     try:
         with StopSignal() as stop:
-            callbacks = [*board_callbacks(run_dir, config), *notebook.run_callbacks()]
-            epochs, epoch_lines = config.train.epochs, not notebook.in_notebook()
-            if packed_fit.trains_packed(config):
-                packed = packed_fit.PackedFit(model, splits, config)
-                verbose = verbosity(epoch_lines)
-                record = packed.fit(run_dir, callbacks, epochs, resume_from, verbose=verbose, stop=stop)
-                scores = packed.scores
-            else:
-                record = fit(
-                    model, splits, config, run_dir, callbacks, epochs, resume_from, stop=stop, epoch_lines=epoch_lines
-                )
-                scores = keras_scores(model)
+            record, scores = train_model(
+                model,
+                splits,
+                config,
+                run_dir,
+                [*board_callbacks(run_dir, config), *notebook.run_callbacks()],
+                config.train.epochs,
+                resume_from,
+                epoch_lines=not notebook.in_notebook(),
+                stop=stop,
+            )
             return finish(model, record, splits, dataset, config, run_dir, started, scores)
     except KeyboardInterrupt:  # a second Ctrl-C outside training: the last checkpoint is still there
         raise TfsoftmaxError(with_resume_hint("interrupted", run_dir), INTERRUPTED) from None
