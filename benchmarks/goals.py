@@ -125,12 +125,13 @@ def packed_epoch_s(dataset: Dataset, splits: Splits, config: Config, epochs: int
     sweep's trials get, in process."""
     import numpy as np
 
+    from tfsoftmax.training.compiled_packs import timed_passes
     from tfsoftmax.training.pack import Pack
     from tfsoftmax.training.packed_trial import member
 
     start = tuple(np.asarray(w) for w in seeded_model(dataset, config).get_weights())
     pack = Pack(splits.train, config.train.seed, [member(config)], "sgd", [start])
-    return statistics.median(pack.timed_passes(epochs + 1, splits.val)[1:])
+    return statistics.median(timed_passes(pack, epochs + 1, splits.val)[1:])
 
 
 def in_process(config: Config, report: Callable[[str], None]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ def pack_pass_s(dataset: Dataset, splits: Splits, config: Config, size: int) -> 
     batch sizes in turn, after a first pass that compiles."""
     import numpy as np
 
+    from tfsoftmax.training.compiled_packs import timed_passes
     from tfsoftmax.training.pack import Pack
     from tfsoftmax.training.packed_trial import family
 
@@ -30,7 +31,7 @@ def pack_pass_s(dataset: Dataset, splits: Splits, config: Config, size: int) -> 
     inputs = int(np.prod(dataset.image_shape))
     start = np.zeros((inputs, dataset.num_classes), np.float32), np.zeros(dataset.num_classes, np.float32)
     pack = Pack(splits.train, config.train.seed, members, family(config), [start] * size)
-    return statistics.median(pack.timed_passes(PASSES + 1, None)[1:])
+    return statistics.median(timed_passes(pack, PASSES + 1, None)[1:])
 
 
 def two_matmuls_s(dataset: Dataset, splits: Splits, size: int) -> float:

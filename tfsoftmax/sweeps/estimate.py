@@ -125,6 +125,7 @@ def pack_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Spl
     validation included, on random inputs: at most STEPS_TIMED micro-batches, scaled to the real epoch."""
     import numpy as np
 
+    from tfsoftmax.training.compiled_packs import timed_passes
     from tfsoftmax.training.pack import Pack
     from tfsoftmax.training.packed_trial import family
 
@@ -137,7 +138,7 @@ def pack_epoch_s(config: Config, dataset: data_lib.Dataset, splits: data_lib.Spl
     start = np.zeros((math.prod(shape), classes), np.float32), np.zeros(classes, np.float32)
     members = spread_members(config, size)
     pack = Pack(fake, config.train.seed, members, family(config), [start] * size)
-    times = pack.timed_passes(2, splits.val)
+    times = timed_passes(pack, 2, splits.val)
     scaled = times[1] * n_train / timed
     return scaled + times[0] - times[1], scaled
 

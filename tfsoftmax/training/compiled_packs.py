@@ -1,8 +1,10 @@
 """The packs a process keeps, one per shape and training split, each with its compiled pass: a new pack costs
-an XLA compilation, and the compiled passes TensorFlow keeps would grow the process with every pack."""
+an XLA compilation, and the compiled passes TensorFlow keeps would grow the process with every pack. And how
+long a pack's passes take, for `--dry-run` and the benchmarks."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,3 +34,16 @@ def engine(
         _ENGINES.pop(next(iter(_ENGINES)))
     made = _ENGINES[key] = Pack(train, seed, members, family, weights)
     return made
+
+
+def timed_passes(pack: Pack, epochs: int, val: tuple[np.ndarray, np.ndarray] | None) -> list[float]:
+    """Seconds of each of `epochs` passes of `pack` from epoch 0, validation on `val` included (the first one
+    compiles): what `--dry-run` and `benchmarks/goals.py` time a pack by."""
+    times = []
+    for epoch in range(epochs):
+        began = time.perf_counter()
+        pack.epoch(epoch)
+        if val is not None:
+            pack.evaluate(*val)
+        times.append(time.perf_counter() - began)
+    return times

@@ -53,10 +53,12 @@ class Pack(tf.Module):
     """The weights and optimizer state of `len(members)` trials of one optimizer family ("sgd" covers
     SGD and momentum, "adam" Adam), trained on the same data with the same seed.
 
-    All trials' weights are the columns of one matrix, so each step is one wide matmul: batched per-trial
+    All trials' weights are the rows of one matrix, so each step is one wide matmul: batched per-trial
     matmuls give bits independent of the pack-mates but cost more time (README, "Speed"). A wide
     matmul splits its sums by its width, so a trial's last bits depend on its pack's size: the same sweep
-    forms the same packs and gives the same numbers in any process."""
+    forms the same packs and gives the same numbers in any process. Each trial's kernel is held
+    transposed, (classes, inputs), so its weights are contiguous: the small matmuls of a micro-step run
+    about twice as fast on CPU as with Keras' (inputs, classes) layout (docs/design.md)."""
 
     def __init__(
         self,
@@ -80,12 +82,13 @@ class Pack(tf.Module):
         # Plain SGD's pass skips the velocity, a full pass over the weights at every step it would not use.
         self.decays, self.moves = traced_options(members, family)
         # Per-trial values are variables, so the next pack of this shape reuses the compiled pass (`engine`).
-        self.lr, self.momentum, self.decay = (tf.Variable(tf.zeros((1, self.size, 1))) for _ in range(3))
+        self.lr, self.momentum, self.decay = (tf.Variable(tf.zeros((self.size, 1, 1))) for _ in range(3))
         self.half_decay = tf.Variable(tf.zeros(self.size))
         self.every = tf.Variable(tf.ones(self.size, tf.int32))
-        # (inputs, trials, classes), used as (inputs, trials * classes); the bias as (1, trials, classes).
-        self.kernel = tf.Variable(tf.zeros((self.x.shape[1], self.size, self.classes)))
-        self.bias = tf.Variable(tf.zeros((1, self.size, self.classes)))
+        # (trials, classes, inputs), used as (trials * classes, inputs); the bias as (trials, classes, 1),
+        # so per-trial values of shape (trials, 1, 1) broadcast over both.
+        self.kernel = tf.Variable(tf.zeros((self.size, self.classes, self.x.shape[1])))
+        self.bias = tf.Variable(tf.zeros((self.size, self.classes, 1)))
         names = ("m", "v") if family == "adam" else ("v",)
         self.slots = {f"{n}/{part}": tf.Variable(tf.zeros_like(var)) for n in names for part, var in self.parts()}
         self.steps = tf.Variable(tf.zeros(self.size, tf.int64))
@@ -96,15 +99,15 @@ class Pack(tf.Module):
         """Start `members` from `weights` with fresh optimizer state."""
 
         def per_trial(values: list[float]) -> np.ndarray:
-            return np.asarray(values, np.float32).reshape(1, -1, 1)
+            return np.asarray(values, np.float32).reshape(-1, 1, 1)
 
         self.lr.assign(per_trial([m.lr for m in members]))
         self.momentum.assign(per_trial([m.momentum for m in members]))
         self.decay.assign(per_trial([m.weight_decay for m in members]))
         self.half_decay.assign([m.weight_decay / 2 for m in members])
         self.every.assign([m.batch_size // self.micro for m in members])
-        self.kernel.assign(np.stack([w for w, _ in weights], axis=1).astype(np.float32))
-        self.bias.assign(np.stack([b for _, b in weights])[None].astype(np.float32))
+        self.kernel.assign(np.stack([w.T for w, _ in weights]).astype(np.float32))
+        self.bias.assign(np.stack([b for _, b in weights])[..., None].astype(np.float32))
         for slot in self.slots.values():
             slot.assign(tf.zeros_like(slot))
         self.steps.assign(tf.zeros(self.size, tf.int64))
@@ -117,17 +120,18 @@ class Pack(tf.Module):
     def _all(self) -> list[tuple[str, tf.Variable]]:
         return [*self.parts(), *self.slots.items()]
 
-    def _wide(self, tensor: tf.Tensor) -> tf.Tensor:
-        return tf.reshape(tensor, (tf.shape(tensor)[0], self.size * self.classes))
+    def _wide(self, delta: tf.Tensor) -> tf.Tensor:
+        """(examples, trials * classes) from (examples, trials, classes)."""
+        return tf.reshape(delta, (tf.shape(delta)[0], self.size * self.classes))
 
     def _logits(self, x: tf.Tensor) -> tf.Tensor:
         """(examples, trials, classes)."""
-        wide = tf.matmul(x, self._wide(self.kernel))
-        return tf.reshape(wide, (-1, self.size, self.classes)) + self.bias
+        wide = tf.matmul(x, tf.reshape(self.kernel, (self.size * self.classes, -1)), transpose_b=True)
+        return tf.reshape(wide, (-1, self.size, self.classes)) + self.bias[..., 0]
 
     def _penalty(self) -> tf.Tensor:
         """weight_decay / 2 * ||W||^2 of each trial's kernel (the bias is not decayed)."""
-        return self.half_decay * tf.reduce_sum(tf.square(self.kernel), axis=[0, 2])
+        return self.half_decay * tf.reduce_sum(tf.square(self.kernel), axis=[1, 2])
 
     def _losses(self, logits: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Per trial and example: cross-entropy from logits (log-sum-exp), hits, and the loss's gradient
@@ -140,8 +144,8 @@ class Pack(tf.Module):
 
     def _apply(self, grads: dict[str, tf.Tensor], update: tf.Tensor) -> None:
         """One optimizer step for the trials where `update` is set; the others keep every variable."""
-        on = update[None, :, None]
-        t = tf.reshape(tf.cast(self.steps + 1, tf.float32), (1, -1, 1))
+        on = update[:, None, None]
+        t = tf.reshape(tf.cast(self.steps + 1, tf.float32), (-1, 1, 1))
         for part, var in self.parts():
             g = grads[part]
             if self.family == "adam":
@@ -201,14 +205,14 @@ class Pack(tf.Module):
             bad = tf.where((bad == 0) & ~tf.math.is_finite(batch_loss) & self.active, batch, bad)
             delta *= weight[:, None, None]
             # Started afresh by selection, not by zeroing after the update: one pass over the weights fewer.
-            restart = fresh[None, :, None]
-            part_k = tf.reshape(tf.matmul(x, self._wide(delta), transpose_a=True), tf.shape(grad_k))
-            part_b = tf.reduce_sum(delta, axis=0, keepdims=True)
+            restart = fresh[:, None, None]
+            part_k = tf.reshape(tf.matmul(self._wide(delta), x, transpose_a=True), tf.shape(grad_k))
+            part_b = tf.reduce_sum(delta, axis=0)[..., None]
             grad_k = tf.where(restart, part_k, grad_k + part_k)
             grad_b = tf.where(restart, part_b, grad_b + part_b)
             seen = tf.where(fresh, count, seen + count)
             due = ((j + 1) % self.every == 0) | (j == self.micros - 1)
-            per_trial = seen[None, :, None]
+            per_trial = seen[:, None, None]
             decayed = self.decay * self.kernel if self.decays else 0.0
             self._apply(
                 {"kernel": grad_k / per_trial + decayed, "bias": grad_b / per_trial}, due & self.active & (bad == 0)
@@ -239,20 +243,6 @@ class Pack(tf.Module):
             raise damaged from None
         return EpochResult(loss.numpy(), accuracy.numpy(), steps.numpy(), bad.numpy())
 
-    def timed_passes(self, epochs: int, val: tuple[np.ndarray, np.ndarray] | None) -> list[float]:
-        """Seconds of each of `epochs` passes from epoch 0, validation on `val` included (the first one
-        compiles): what `--dry-run` and `benchmarks/goals.py` time a pack by."""
-        import time
-
-        times = []
-        for epoch in range(epochs):
-            began = time.perf_counter()
-            self.epoch(epoch)
-            if val is not None:
-                self.evaluate(*val)
-            times.append(time.perf_counter() - began)
-        return times
-
     @tf.function(autograph=False)
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         ce, hits, _ = self._losses(self._logits(tf.reshape(x, (tf.shape(x)[0], -1))), y)
@@ -266,26 +256,29 @@ class Pack(tf.Module):
 
     def weights(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Trial `i`'s kernel and bias, as a Keras Dense layer holds them."""
-        return self.kernel[:, i].numpy(), self.bias[0, i].numpy()
+        return self.kernel[i].numpy().T, self.bias[i, :, 0].numpy()
 
     def state(self, i: int) -> dict[str, np.ndarray]:
-        """Everything trial `i` needs to continue exactly: weights, optimizer slots, step count."""
-        # Shaped as Keras holds them: (inputs, classes) for the kernel's, (classes,) for the bias's.
-        arrays = {
-            name: var[:, i].numpy().squeeze(0) if var.shape[0] == 1 else var[:, i].numpy() for name, var in self._all()
-        }
+        """Everything trial `i` needs to continue exactly: weights, optimizer slots, step count, each
+        shaped as Keras holds it: (inputs, classes) for a kernel's, (classes,) for a bias's."""
+        arrays = {name: var[i].numpy()[:, 0] if _is_bias(name) else var[i].numpy().T for name, var in self._all()}
         arrays["steps"] = np.asarray(self.steps[i].numpy())
         return arrays
 
     def load(self, i: int, arrays: dict[str, np.ndarray]) -> None:
         """Put a trial's saved `state` back in slot `i`."""
         for name, var in self._all():
-            var[:, i].assign(np.reshape(arrays[name], (var.shape[0], self.classes)))
+            var[i].assign(arrays[name][:, None] if _is_bias(name) else arrays[name].T)
         self.steps[i].assign(int(arrays["steps"]))
 
     def stop(self, i: int) -> None:
         """Trial `i` takes no more updates (finished, stopped early or diverged); the others go on."""
         self.active[i].assign(False)
+
+
+def _is_bias(name: str) -> bool:
+    """Whether a variable's name (`parts`, or a slot's "m/bias") is a bias's."""
+    return name.rsplit("/", 1)[-1] == "bias"
 
 
 def micro_batch(members: Sequence[Member]) -> int:
