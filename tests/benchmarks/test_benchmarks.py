@@ -73,6 +73,9 @@ def test_goals_table_gives_each_goal_its_ratio_and_verdict(script: Callable[[str
         "packed_epoch_s": 0.088,
         "best_val_accuracy_small_sweep": {"tfsoftmax": 0.83, "plain": 0.84},
         "bookkeeping": {"training and validation": 0.2, "+ record and checkpoint": 0.21},
+        "two_matmuls_s": 0.13,
+        "micro_batch": 32,
+        "micro_matmuls_s": 0.273,
     }
     text = goals.format_goals(result)
     rows = {line.split("  ")[0]: line for line in text.splitlines()}
@@ -80,6 +83,7 @@ def test_goals_table_gives_each_goal_its_ratio_and_verdict(script: Callable[[str
     assert "1.800" in rows["whole run"] and rows["whole run"].rstrip().endswith("NO")
     assert "0.136" in rows["12 x 3 sweep"] and "+0.010" in text and "0.088 s, 1.10x the floor" in text
     assert "3.846" in rows["packed pass"] and rows["packed pass"].rstrip().endswith("NO")
+    assert "micro-batch of 32 (in process): 0.273 s, 2.10x the two wide matmuls" in text
     assert "0.286" in rows["Hyperband"] and rows["Hyperband"].rstrip().endswith("yes")
 
 

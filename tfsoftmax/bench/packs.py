@@ -1,6 +1,7 @@
 """A sweep's packed pass against the arithmetic it does, in one process: one training pass of a pack of
-trials at the sweep's batch sizes, and the same FLOPs done as two wide matmuls over the training split
-(the forward `X @ W` and the weight gradient `X^T @ G`, one column block per trial)."""
+trials at the sweep's batch sizes, the same FLOPs done as two wide matmuls over the training split
+(the forward `X @ W` and the weight gradient `X^T @ G`, one column block per trial), and the same two
+matmuls at the pack's micro-batch, one step after another as the pass must do them."""
 
 from __future__ import annotations
 
@@ -55,5 +56,35 @@ def two_matmuls_s(dataset: Dataset, splits: Splits, size: int) -> float:
     for _ in range(MATMUL_TURNS):
         began = time.perf_counter()
         both().numpy()
+        times.append(time.perf_counter() - began)
+    return min(times)
+
+
+def micro_matmuls_s(dataset: Dataset, splits: Splits, size: int, micro: int) -> float:
+    """Best-of-MATMUL_TURNS seconds of the pass's two matmuls alone, at micro-batch `micro`: one XLA loop
+    of a forward and a weight-gradient matmul per `micro` rows of the training split, the weights held as a
+    pack holds them and changed every step, so no step can start before the last ends. No softmax, no
+    bookkeeping: what any pass stepping every `micro` examples pays at least."""
+    import numpy as np
+    import tensorflow as tf
+
+    x = tf.reshape(tf.constant(splits.train[0]), (len(splits.train[0]), -1))
+    steps = len(splits.train[0]) // micro
+    start = tf.constant(np.zeros((size * dataset.num_classes, x.shape[1]), np.float32))
+
+    @tf.function(jit_compile=True, autograph=False)
+    def loop() -> tf.Tensor:
+        def step(j: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            rows = tf.slice(x, [j * micro, 0], [micro, x.shape[1]])
+            delta = tf.matmul(rows, w, transpose_b=True) * 1e-6
+            return j + 1, w - tf.matmul(delta, rows, transpose_a=True)
+
+        return tf.while_loop(lambda j, _: j < steps, step, (tf.constant(0), start))[1]
+
+    loop()
+    times = []
+    for _ in range(MATMUL_TURNS):
+        began = time.perf_counter()
+        loop().numpy()
         times.append(time.perf_counter() - began)
     return min(times)
