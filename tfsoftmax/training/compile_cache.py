@@ -24,6 +24,7 @@ XLA_FLAGS_ENV = "TF_XLA_FLAGS"
 FLAG = "--tf_xla_persistent_cache_directory="
 ENTRIES = "xla_compile_cache__*"  # the names TensorFlow gives its cache files
 MIN_FREE_BYTES = 64 * 2**20  # TensorFlow fails a compilation it cannot save: no cache near a full disk
+MAX_BYTES = 256 * 2**20  # about a thousand pack shapes; beyond it, the oldest-written entries go first
 
 
 def root() -> Path | None:
@@ -75,10 +76,33 @@ def enable(tf_version: str) -> Path | None:
             pass
         if shutil.disk_usage(folder).free < MIN_FREE_BYTES:
             return None
+        trim(folder, MAX_BYTES)
     except OSError:
         return None
     os.environ[XLA_FLAGS_ENV] = f"{os.environ.get(XLA_FLAGS_ENV, '')} {FLAG}{folder}".strip()
     return folder
+
+
+def trim(folder: Path, limit: int) -> int:
+    """Remove the oldest-written entries of `folder` until the others hold at most `limit` bytes, so the
+    cache does not grow with every pack shape a machine ever trained; returns how many went. TensorFlow
+    compiles a removed program again when a process needs it."""
+    entries = []
+    for entry in folder.glob(ENTRIES):
+        try:
+            found = entry.stat()
+        except FileNotFoundError:  # removed meanwhile by another process
+            continue
+        entries.append((found.st_mtime, found.st_size, entry))
+    total = sum(size for _, size, _ in entries)
+    removed = 0
+    for _, size, entry in sorted(entries):
+        if total <= limit:
+            break
+        entry.unlink(missing_ok=True)
+        total -= size
+        removed += 1
+    return removed
 
 
 def damaged(error: Exception) -> TfsoftmaxError | None:
