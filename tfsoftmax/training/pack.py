@@ -54,7 +54,7 @@ class Pack(tf.Module):
     SGD and momentum, "adam" Adam), trained on the same data with the same seed.
 
     All trials' weights are the rows of one matrix, so each step is one wide matmul: batched per-trial
-    matmuls give bits independent of the pack-mates but cost more time (README, "Speed"). A wide
+    matmuls give bits independent of the pack-mates but cost more time (docs/design.md). A wide
     matmul splits its sums by its width, so a trial's last bits depend on its pack's size: the same sweep
     forms the same packs and gives the same numbers in any process. Each trial's kernel is held
     transposed, (classes, inputs), so its weights are contiguous: the small matmuls of a micro-step run
@@ -256,12 +256,12 @@ class Pack(tf.Module):
 
     def weights(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Trial `i`'s kernel and bias, as a Keras Dense layer holds them."""
-        return self.kernel[i].numpy().T, self.bias[i, :, 0].numpy()
+        return np.ascontiguousarray(self.kernel[i].numpy().T), self.bias[i, :, 0].numpy()
 
     def state(self, i: int) -> dict[str, np.ndarray]:
         """Everything trial `i` needs to continue exactly: weights, optimizer slots, step count, each
         shaped as Keras holds it: (inputs, classes) for a kernel's, (classes,) for a bias's."""
-        arrays = {name: var[i].numpy()[:, 0] if _is_bias(name) else var[i].numpy().T for name, var in self._all()}
+        arrays = {name: _as_keras(name, var[i].numpy()) for name, var in self._all()}
         arrays["steps"] = np.asarray(self.steps[i].numpy())
         return arrays
 
@@ -279,6 +279,11 @@ class Pack(tf.Module):
 def _is_bias(name: str) -> bool:
     """Whether a variable's name (`parts`, or a slot's "m/bias") is a bias's."""
     return name.rsplit("/", 1)[-1] == "bias"
+
+
+def _as_keras(name: str, held: np.ndarray) -> np.ndarray:
+    """One trial's slice of a pack variable, shaped as Keras holds it: (classes,) or (inputs, classes)."""
+    return held[:, 0] if _is_bias(name) else np.ascontiguousarray(held.T)
 
 
 def micro_batch(members: Sequence[Member]) -> int:
