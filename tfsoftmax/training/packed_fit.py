@@ -1,6 +1,6 @@
 """A run trained by the packed pass (`pack.Pack`, a pack of one) instead of `model.fit`: the same batches and
-arithmetic to float rounding (`tests/training/test_packed_fit.py` holds a run to `fit`'s), at a third of
-`fit`'s epoch. The run's
+arithmetic to float rounding (`tests/training/test_packed_fit.py` holds a run to `fit`'s), in a fraction
+of `fit`'s epoch (docs/speed.md). The run's
 Keras callbacks (the record, TensorBoard, the notebook's curves, the progress lines) are called through
 Keras' own `CallbackList` once per epoch, with the logs `fit` would hand them, and the Keras model holds
 the epoch's weights and optimizer state before they run: a checkpoint is a Keras model's, whichever engine
