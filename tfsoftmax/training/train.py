@@ -166,8 +166,7 @@ def finish(
     test: dict[str, float] = {}
     status = record.outcome
     if status == "completed":
-        scored = scores(*splits.test)
-        test = {"loss": scored["loss"], "accuracy": scored["accuracy"]}
+        test = scores(*splits.test)
     try:
         ensure_space(run_dir)
         with reported_writes(run_dir):
