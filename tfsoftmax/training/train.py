@@ -166,7 +166,8 @@ def finish(
     test: dict[str, float] = {}
     status = record.outcome
     if status == "completed":
-        test = scores(*splits.test)
+        scored = scores(*splits.test)
+        test = {"loss": scored["loss"], "accuracy": scored["accuracy"]}
     try:
         ensure_space(run_dir)
         with reported_writes(run_dir):
