@@ -91,7 +91,7 @@ def test_a_pack_is_reused_only_for_trials_its_compiled_pass_can_step() -> None:
     start = (np.zeros((784, 10), np.float32), np.zeros(10, np.float32))
     plain = engine(xy, 0, [Member(0.1, 16), Member(0.2, 16)], "sgd", [start, start])
     moving = engine(xy, 0, [Member(0.1, 16, momentum=0.9), Member(0.2, 16)], "sgd", [start, start])
-    assert moving is not plain and moving.moves and not plain.moves
+    assert moving is not plain and moving.lane.moves and not plain.lane.moves
     again = engine(xy, 0, [Member(0.3, 16), Member(0.2, 16)], "sgd", [start, start])
     assert again is plain and np.allclose(again.lr.numpy().ravel(), [0.3, 0.2])
 

@@ -23,8 +23,7 @@ import tensorflow as tf
 
 from tfsoftmax import data as data_lib
 from tfsoftmax.training import compile_cache
-
-ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7  # Keras' Adam defaults, as `models.softmax` builds it
+from tfsoftmax.training import lane as lane_lib
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,8 @@ class Pack(tf.Module):
         self.micro = micro_batch(members)
         self.micros = data_lib.steps_per_epoch(self.n, self.micro)
         # Plain SGD's pass skips the velocity, a full pass over the weights at every step it would not use.
-        self.decays, self.moves = traced_options(members, family)
+        self.lane = lane_lib.Lane(self.micro, self.micros, family, *traced_options(members, family))
+        self.ranges = lane_lib.ranges(self.size, lane_lib.cores())
         # Per-trial values are variables, so the next pack of this shape reuses the compiled pass (`engine`).
         self.lr, self.momentum, self.decay = (tf.Variable(tf.zeros((self.size, 1, 1))) for _ in range(3))
         self.half_decay = tf.Variable(tf.zeros(self.size))
@@ -120,51 +120,6 @@ class Pack(tf.Module):
     def _all(self) -> list[tuple[str, tf.Variable]]:
         return [*self.parts(), *self.slots.items()]
 
-    def _wide(self, delta: tf.Tensor) -> tf.Tensor:
-        """(examples, trials * classes) from (examples, trials, classes)."""
-        return tf.reshape(delta, (tf.shape(delta)[0], self.size * self.classes))
-
-    def _logits(self, x: tf.Tensor) -> tf.Tensor:
-        """(examples, trials, classes)."""
-        wide = tf.matmul(x, tf.reshape(self.kernel, (self.size * self.classes, -1)), transpose_b=True)
-        return tf.reshape(wide, (-1, self.size, self.classes)) + self.bias[..., 0]
-
-    def _penalty(self) -> tf.Tensor:
-        """weight_decay / 2 * ||W||^2 of each trial's kernel (the bias is not decayed)."""
-        return self.half_decay * tf.reduce_sum(tf.square(self.kernel), axis=[1, 2])
-
-    def _losses(self, logits: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Per trial and example: cross-entropy from logits (log-sum-exp), hits, and the loss's gradient
-        with respect to the logits (softmax - one-hot)."""
-        onehot = tf.one_hot(y, self.classes)[:, None]
-        lse = tf.reduce_logsumexp(logits, axis=2, keepdims=True)
-        ce = (lse - tf.reduce_sum(logits * onehot, axis=2, keepdims=True))[..., 0]
-        hits = tf.cast(tf.equal(tf.argmax(logits, axis=2, output_type=tf.int32), y[:, None]), tf.float32)
-        return ce, hits, tf.exp(logits - lse) - onehot
-
-    def _apply(self, grads: dict[str, tf.Tensor], update: tf.Tensor) -> None:
-        """One optimizer step for the trials where `update` is set; the others keep every variable."""
-        on = update[:, None, None]
-        t = tf.reshape(tf.cast(self.steps + 1, tf.float32), (-1, 1, 1))
-        for part, var in self.parts():
-            g = grads[part]
-            if self.family == "adam":
-                alpha = self.lr * tf.sqrt(1 - ADAM_BETA_2**t) / (1 - ADAM_BETA_1**t)
-                m, v = self.slots[f"m/{part}"], self.slots[f"v/{part}"]
-                new_m = m + (g - m) * (1 - ADAM_BETA_1)
-                new_v = v + (tf.square(g) - v) * (1 - ADAM_BETA_2)
-                m.assign(tf.where(on, new_m, m))
-                v.assign(tf.where(on, new_v, v))
-                var.assign(tf.where(on, var - (new_m * alpha) / (tf.sqrt(new_v) + ADAM_EPSILON), var))
-            elif not self.moves:
-                var.assign(tf.where(on, var - g * self.lr, var))
-            else:
-                v = self.slots[f"v/{part}"]
-                new_v = v * self.momentum - g * self.lr
-                v.assign(tf.where(on, new_v, v))
-                var.assign(tf.where(on, var + new_v, var))
-        self.steps.assign_add(tf.cast(update, tf.int64))
-
     @tf.function(autograph=False)
     def _order(self, epoch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """The pass's order padded to whole micro-batches, and which of its places hold an example."""
@@ -172,65 +127,34 @@ class Pack(tf.Module):
         pad = self.micros * self.micro - self.n
         return tf.pad(order, [[0, pad]]), tf.pad(tf.ones(self.n), [[0, pad]])
 
-    @tf.function(jit_compile=True, autograph=False)
+    @tf.function(autograph=False)
     def _train_epoch(self, order: tf.Tensor, real: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        # One XLA program for the whole pass: a micro-batch step is a few small ops, whose dispatch would
-        # cost more than their arithmetic. Fixed-size micro-batches (the last padded, its padding weighted 0).
-        # The loop is written as `tf.while_loop`, not converted by autograph: tracing is then a fraction of
-        # the time, and the traced program is the same.
-        p, m = self.size, self.micro
-        start_steps = tf.identity(self.steps)
-
-        def step(
-            j: tf.Tensor,
-            loss: tf.Tensor,
-            correct: tf.Tensor,
-            bad: tf.Tensor,
-            seen: tf.Tensor,
-            grad_k: tf.Tensor,
-            grad_b: tf.Tensor,
-            fresh: tf.Tensor,
-        ) -> tuple[tf.Tensor, ...]:
-            rows = tf.slice(order, [j * m], [m])
-            weight = tf.slice(real, [j * m], [m])
-            x, y = tf.gather(self.x, rows), tf.gather(self.y, rows)
-            count = tf.reduce_sum(weight)
-            ce, hits, delta = self._losses(self._logits(x), y)
-            batch_loss = tf.reduce_sum(ce * weight[:, None], axis=0)
-            if self.decays:
-                batch_loss += self._penalty() * count
-            loss += batch_loss
-            correct += tf.reduce_sum(hits * weight[:, None], axis=0)
-            batch = j // self.every + 1
-            bad = tf.where((bad == 0) & ~tf.math.is_finite(batch_loss) & self.active, batch, bad)
-            delta *= weight[:, None, None]
-            # Started afresh by selection, not by zeroing after the update: one pass over the weights fewer.
-            restart = fresh[:, None, None]
-            part_k = tf.reshape(tf.matmul(self._wide(delta), x, transpose_a=True), tf.shape(grad_k))
-            part_b = tf.reduce_sum(delta, axis=0)[..., None]
-            grad_k = tf.where(restart, part_k, grad_k + part_k)
-            grad_b = tf.where(restart, part_b, grad_b + part_b)
-            seen = tf.where(fresh, count, seen + count)
-            due = ((j + 1) % self.every == 0) | (j == self.micros - 1)
-            per_trial = seen[:, None, None]
-            decayed = self.decay * self.kernel if self.decays else 0.0
-            self._apply(
-                {"kernel": grad_k / per_trial + decayed, "bias": grad_b / per_trial}, due & self.active & (bad == 0)
+        # Each lane's pass is one XLA program on its slice of the variables, written back at the end: the
+        # lanes share nothing, so TensorFlow runs them side by side, one per core.
+        held = {**dict(self._all()), "steps": self.steps}
+        per_trial = {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "decay": self.decay,
+            "half_decay": self.half_decay,
+            "every": self.every,
+            "active": self.active,
+        }
+        done = [
+            self.lane.train(
+                (self.x, self.y),
+                order,
+                real,
+                {name: var[a:b] for name, var in held.items()},
+                {name: var[a:b] for name, var in per_trial.items()},
             )
-            return j + 1, loss, correct, bad, seen, grad_k, grad_b, due
-
-        start = (
-            tf.constant(0),
-            tf.zeros(p),
-            tf.zeros(p),
-            tf.zeros(p, tf.int32),
-            tf.zeros(p),
-            tf.zeros_like(self.kernel),
-            tf.zeros_like(self.bias),
-            tf.ones(p, tf.bool),  # a trial's batch starts at this micro-batch: its sums start afresh
-        )
-        _, loss, correct, bad, *_ = tf.while_loop(lambda j, *_: j < self.micros, step, start)
-        return loss / self.n, correct / self.n, self.steps - start_steps, bad
+            for a, b in self.ranges
+        ]
+        steps_before = tf.identity(self.steps)
+        for name, var in held.items():
+            var.assign(tf.concat([state[name] for state, *_ in done], 0))
+        loss, correct, bad = (tf.concat([lane[i] for lane in done], 0) for i in (1, 2, 3))
+        return loss / self.n, correct / self.n, self.steps - steps_before, bad
 
     def epoch(self, epoch: int) -> EpochResult:
         """Train every active trial one epoch (the `epoch`-th pass of the seed's order)."""
@@ -245,14 +169,14 @@ class Pack(tf.Module):
 
     @tf.function(autograph=False)
     def _evaluate(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        ce, hits, _ = self._losses(self._logits(tf.reshape(x, (tf.shape(x)[0], -1))), y)
+        ce, hits, _ = lane_lib.losses(lane_lib.logits(self.kernel, self.bias, tf.reshape(x, (tf.shape(x)[0], -1))), y)
         return tf.reduce_sum(ce, axis=0), tf.reduce_sum(hits, axis=0)
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every trial's loss (with its penalty, as Keras' `val_loss`) and accuracy on (x, y), in one call:
         one trace for the whole split, which costs little memory at a linear model's size."""
         loss, hits = self._evaluate(data_lib.as_tensor(x), data_lib.as_tensor(y))
-        return loss.numpy() / len(x) + self._penalty().numpy(), hits.numpy() / len(x)
+        return loss.numpy() / len(x) + lane_lib.penalty(self.half_decay, self.kernel).numpy(), hits.numpy() / len(x)
 
     def weights(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Trial `i`'s kernel and bias, as a Keras Dense layer holds them."""
