@@ -1,0 +1,72 @@
+"""A pack's lanes: trials split into contiguous ranges, one per core, and the same trials stepped in several
+lanes or in one agree to float rounding, whatever the machine's core count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfsoftmax.training import lane
+from tfsoftmax.training.pack import Member, Pack
+
+
+@pytest.mark.parametrize(
+    ("trials", "lanes", "expected"),
+    [
+        (16, 2, [(0, 8), (8, 16)]),
+        (3, 2, [(0, 2), (2, 3)]),
+        (1, 2, [(0, 1)]),
+        (5, 1, [(0, 5)]),
+        (7, 3, [(0, 3), (3, 5), (5, 7)]),
+        (2, 4, [(0, 1), (1, 2)]),
+    ],
+)
+def test_trials_split_into_contiguous_ranges_as_even_as_can_be(
+    trials: int, lanes: int, expected: list[tuple[int, int]]
+) -> None:
+    assert lane.ranges(trials, lanes) == expected
+
+
+def _data(n: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 10, n).astype(np.int32)
+    x = rng.random((n, 28, 28, 1), dtype=np.float32) * 0.3
+    for i, label in enumerate(y):
+        x[i, 2 * label : 2 * label + 3] += 0.7
+    return x, y
+
+
+# Batch sizes 10..40 step at micro-batch 10; one trial diverges (lr 1e38) and ends alone.
+MEMBERS = {
+    "sgd": [Member(0.3, 10), Member(0.1, 20, momentum=0.9), Member(1e38, 10, momentum=0.9), Member(0.05, 40, 0, 1e-2)],
+    "adam": [Member(0.01, 10), Member(0.003, 20, weight_decay=1e-3), Member(0.03, 40)],
+}
+
+
+@pytest.mark.parametrize("family", list(MEMBERS))
+def test_trials_in_several_lanes_step_as_in_one(family: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    members, xy = MEMBERS[family], _data()
+    rng = np.random.default_rng(0)
+    starts = [(rng.normal(0, 0.01, (784, 10)).astype(np.float32), np.zeros(10, np.float32)) for _ in members]
+    results = {}
+    for cores in (1, 2, 3):
+        monkeypatch.setattr(lane, "cores", lambda cores=cores: cores)
+        pack = Pack(xy, 0, members, family, starts)
+        assert len(pack.ranges) == min(cores, len(members))
+        epochs = [pack.epoch(epoch) for epoch in range(3)]
+        results[cores] = (epochs, [pack.state(i) for i in range(len(members))])
+    one_epochs, one_states = results[1]
+    for cores in (2, 3):
+        epochs, states = results[cores]
+        for mine, theirs in zip(epochs, one_epochs, strict=True):
+            np.testing.assert_array_equal(mine.steps, theirs.steps)
+            np.testing.assert_array_equal(mine.diverged_at, theirs.diverged_at)
+            finite = np.isfinite(theirs.loss)
+            np.testing.assert_allclose(mine.loss[finite], theirs.loss[finite], rtol=1e-5)
+            np.testing.assert_allclose(mine.accuracy, theirs.accuracy, atol=1e-6)
+        for mine, theirs in zip(states, one_states, strict=True):
+            assert mine.keys() == theirs.keys()
+            for name in theirs:
+                np.testing.assert_allclose(mine[name], theirs[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    if family == "sgd":
+        assert (results[2][0][0].diverged_at > 0).tolist() == [False, False, True, False]
