@@ -159,6 +159,7 @@ def pass_against_matmuls(dataset: Dataset, splits: Splits, report: Callable[[str
     two wide matmuls, in this process."""
     from tfsoftmax.bench.packs import micro_matmuls_s, pack_pass_s, two_matmuls_s
     from tfsoftmax.sweeps.estimate import spread_members
+    from tfsoftmax.training import lane
     from tfsoftmax.training.pack import micro_batch
 
     example = load_config(EXAMPLE_SWEEP)
@@ -168,6 +169,7 @@ def pass_against_matmuls(dataset: Dataset, splits: Splits, report: Callable[[str
         "pack_pass_s": pack_pass_s(dataset, splits, example, example.sweep.pack),
         "two_matmuls_s": two_matmuls_s(dataset, splits, example.sweep.pack),
         "micro_batch": micro,
+        "lanes": len(lane.ranges(example.sweep.pack, lane.cores())),
         "micro_matmuls_s": micro_matmuls_s(dataset, splits, example.sweep.pack, micro),
     }
 
@@ -288,7 +290,8 @@ def format_goals(goals: dict[str, Any]) -> str:
             format_table(["epoch of model.fit", "s", "added"], pieces, right=(1, 2)),
             f"the same epoch trained as a pack of one trial (sweeps' training, in process, validation included): "
             f"{packed:.3f} s, {packed / floor:.2f}x the floor",
-            f"the packed pass's two matmuls alone, one step per micro-batch of {goals['micro_batch']} (in process): "
+            f"the packed pass's two matmuls alone, one step per micro-batch of {goals['micro_batch']}, in its "
+            f"{goals['lanes']} lane(s) side by side (in process): "
             f"{goals['micro_matmuls_s']:.3f} s, {goals['micro_matmuls_s'] / goals['two_matmuls_s']:.2f}x the two "
             "wide matmuls",
         ]

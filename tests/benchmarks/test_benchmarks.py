@@ -75,6 +75,7 @@ def test_goals_table_gives_each_goal_its_ratio_and_verdict(script: Callable[[str
         "bookkeeping": {"training and validation": 0.2, "+ record and checkpoint": 0.21},
         "two_matmuls_s": 0.13,
         "micro_batch": 32,
+        "lanes": 2,
         "micro_matmuls_s": 0.273,
     }
     text = goals.format_goals(result)
@@ -83,7 +84,7 @@ def test_goals_table_gives_each_goal_its_ratio_and_verdict(script: Callable[[str
     assert "1.800" in rows["whole run"] and rows["whole run"].rstrip().endswith("NO")
     assert "0.136" in rows["12 x 3 sweep"] and "+0.010" in text and "0.088 s, 1.10x the floor" in text
     assert "3.846" in rows["packed pass"] and rows["packed pass"].rstrip().endswith("NO")
-    assert "micro-batch of 32 (in process): 0.273 s, 2.10x the two wide matmuls" in text
+    assert "micro-batch of 32, in its 2 lane(s) side by side (in process): 0.273 s, 2.10x the two wide" in text
     assert "0.286" in rows["Hyperband"] and rows["Hyperband"].rstrip().endswith("yes")
 
 

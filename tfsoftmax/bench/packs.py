@@ -56,27 +56,39 @@ def two_matmuls_s(dataset: Dataset, splits: Splits, size: int) -> float:
 
 
 def micro_matmuls_s(dataset: Dataset, splits: Splits, size: int, micro: int) -> float:
-    """Best-of-MATMUL_TURNS seconds of the pass's two matmuls alone, at micro-batch `micro`: one XLA loop
-    of a forward and a weight-gradient matmul per `micro` rows of the training split, the weights held as a
-    pack holds them and changed every step, so no step can start before the last ends. No softmax, no
-    bookkeeping: what any pass stepping every `micro` examples pays at least."""
+    """Best-of-MATMUL_TURNS seconds of the pass's two matmuls alone, at micro-batch `micro`, in the pass's
+    lanes: per lane, one XLA loop of a forward and a weight-gradient matmul per `micro` rows of the
+    training split, the weights held as a pack holds them and changed every step, so no step can start
+    before the last ends; the lanes run side by side. No softmax, no bookkeeping: what any pass stepping
+    every `micro` examples in these lanes pays at least."""
     import numpy as np
     import tensorflow as tf
 
+    from tfsoftmax.training import lane
+
     x = tf.reshape(tf.constant(splits.train[0]), (len(splits.train[0]), -1))
     steps = len(splits.train[0]) // micro
-    start = tf.constant(np.zeros((size * dataset.num_classes, x.shape[1]), np.float32))
 
     @tf.function(jit_compile=True, autograph=False)
-    def loop() -> tf.Tensor:
+    def one_lane(start: tf.Tensor) -> tf.Tensor:
         def step(j: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             rows = tf.slice(x, [j * micro, 0], [micro, x.shape[1]])
             delta = tf.matmul(rows, w, transpose_b=True) * 1e-6
             return j + 1, w - tf.matmul(delta, rows, transpose_a=True)
 
-        return tf.while_loop(lambda j, _: j < steps, step, (tf.constant(0), start))[1]
+        return tf.reduce_sum(tf.while_loop(lambda j, _: j < steps, step, (tf.constant(0), start))[1])
 
-    return _best_of(loop)
+    # Each lane starts from other weights: lanes of equal inputs could be merged into one computation.
+    starts = [
+        tf.constant(np.full(((b - a) * dataset.num_classes, x.shape[1]), i, np.float32))
+        for i, (a, b) in enumerate(lane.ranges(size, lane.cores()))
+    ]
+
+    @tf.function(autograph=False)
+    def lanes() -> tf.Tensor:
+        return tf.add_n([one_lane(start) for start in starts])
+
+    return _best_of(lanes)
 
 
 def _best_of(compiled: Callable[[], Any]) -> float:

@@ -52,12 +52,14 @@ class Pack(tf.Module):
     """The weights and optimizer state of `len(members)` trials of one optimizer family ("sgd" covers
     SGD and momentum, "adam" Adam), trained on the same data with the same seed.
 
-    All trials' weights are the rows of one matrix, so each step is one wide matmul: batched per-trial
-    matmuls give bits independent of the pack-mates but cost more time (docs/design.md). A wide
-    matmul splits its sums by its width, so a trial's last bits depend on its pack's size: the same sweep
-    forms the same packs and gives the same numbers in any process. Each trial's kernel is held
-    transposed, (classes, inputs), so its weights are contiguous: the small matmuls of a micro-step run
-    about twice as fast on CPU as with Keras' (inputs, classes) layout (docs/design.md)."""
+    All trials' weights are the rows of one matrix, stepped in one lane per core (`training.lane`): each
+    lane's step is one wide matmul over its trials, and the lanes run side by side. Batched per-trial
+    matmuls give bits independent of the pack-mates but cost more time (docs/design.md). A wide matmul
+    splits its sums by its width, so a trial's last bits depend on its lane's size, set by the pack's size
+    and the machine's cores: the same sweep forms the same packs and gives the same numbers in any process
+    on the machine. Each trial's kernel is held transposed, (classes, inputs), so its weights are
+    contiguous: the small matmuls of a micro-step run about twice as fast on CPU as with Keras' (inputs,
+    classes) layout (docs/design.md)."""
 
     def __init__(
         self,
