@@ -169,7 +169,7 @@ def pass_against_matmuls(dataset: Dataset, splits: Splits, report: Callable[[str
         "pack_pass_s": pack_pass_s(dataset, splits, example, example.sweep.pack),
         "two_matmuls_s": two_matmuls_s(dataset, splits, example.sweep.pack),
         "micro_batch": micro,
-        "lanes": len(lane.ranges(example.sweep.pack, lane.cores())),
+        "lanes": len(lane.ranges(example.sweep.pack)),
         "micro_matmuls_s": micro_matmuls_s(dataset, splits, example.sweep.pack, micro),
     }
 

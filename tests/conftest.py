@@ -28,6 +28,16 @@ TINY_TRAIN, TINY_TEST = 120, 40
 MOCK_EXAMPLES = 40  # per split; TFDS's mock gives train and test the same examples
 
 
+def striped(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`n` random 28 x 28 images, each with a bright stripe where its label says: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n).astype(np.int32)
+    x = rng.random((n, 28, 28, 1), dtype=np.float32) * 0.3
+    for i, label in enumerate(y):
+        x[i, 2 + 2 * label : 4 + 2 * label] += 0.7
+    return x, y
+
+
 def write_tiny_cache(data_dir: Path, train: int = TINY_TRAIN, test: int = TINY_TEST, seed: int = 0) -> None:
     """A small learnable Fashion-MNIST look-alike, stored where the loader keeps its decoded arrays.
 

@@ -21,6 +21,7 @@ from tfsoftmax.rundir import checkpoint
 from tfsoftmax.rundir import layout as rundir
 from tfsoftmax.sweeps import kt_private, packing
 from tfsoftmax.sweeps.hypermodel import HyperModel
+from tfsoftmax.training import lane
 from tfsoftmax.training.stopping import StopSignal
 
 COMPLETED, FAILED = keras_tuner.engine.trial.TrialStatus.COMPLETED, keras_tuner.engine.trial.TrialStatus.FAILED
@@ -102,7 +103,8 @@ def test_a_pack_trains_every_trial_to_its_end_and_a_diverging_one_ends_alone(
     healthy, diverged = (rundir.read_record(t.run_dir) for t in trials)
     assert diverged["status"] == "diverged" and diverged["epochs_completed"] == 0
     assert healthy["status"] == "completed" and healthy["epochs_completed"] == 2
-    assert healthy["packed"] == {"trials": ["0", "1"], "micro_batch": 16}
+    lanes = [["0", "1"][a:b] for a, b in lane.ranges(2)]  # one per core
+    assert healthy["packed"] == {"trials": ["0", "1"], "micro_batch": 16, "lanes": lanes}
     assert healthy["best"]["epoch"] in (1, 2)
     assert all((t.run_dir / rundir.MODEL).is_file() and checkpoint.latest(t.run_dir) is None for t in trials)
 

@@ -26,7 +26,7 @@ from tfsoftmax.training.compiled_packs import engine
 from tfsoftmax.training.pack import Member, Pack
 from tfsoftmax.training.packed_trial import family, member
 
-from conftest import child_env, interruptible_child, tfsoftmax_command
+from conftest import child_env, interruptible_child, striped, tfsoftmax_command
 from sweep_helpers import sweep_file, trial_records
 
 # (optimizer, lr, batch size, weight decay): batch sizes 8..32 leave a short last batch of 108 examples.
@@ -38,18 +38,9 @@ MEMBERS = {
 }
 
 
-def _data(n: int = 108, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 10, n).astype(np.int32)
-    x = rng.random((n, 28, 28, 1), dtype=np.float32) * 0.3
-    for i, label in enumerate(y):
-        x[i, 2 + 2 * label : 4 + 2 * label] += 0.7
-    return x, y
-
-
 @pytest.mark.parametrize("members", list(MEMBERS))
 def test_a_pack_steps_every_trial_as_keras_fit_does(members: str) -> None:
-    train_xy, val_xy = _data(), _data(40, seed=1)
+    train_xy, val_xy = striped(108), striped(40, seed=1)
     configs = [
         override(Config(), {"train.optimizer": o, "train.lr": lr, "data.batch_size": b, "train.weight_decay": wd})
         for o, lr, b, wd in MEMBERS[members]
@@ -87,7 +78,7 @@ def test_a_pack_steps_every_trial_as_keras_fit_does(members: str) -> None:
 def test_a_pack_is_reused_only_for_trials_its_compiled_pass_can_step() -> None:
     """A plain-SGD pack keeps no velocity, so members of the same shape with momentum get a pack of their
     own, and the next plain-SGD members get the first one back, reset."""
-    xy = _data()
+    xy = striped(108)
     start = (np.zeros((784, 10), np.float32), np.zeros(10, np.float32))
     plain = engine(xy, 0, [Member(0.1, 16), Member(0.2, 16)], "sgd", [start, start])
     moving = engine(xy, 0, [Member(0.1, 16, momentum=0.9), Member(0.2, 16)], "sgd", [start, start])
@@ -97,7 +88,7 @@ def test_a_pack_is_reused_only_for_trials_its_compiled_pass_can_step() -> None:
 
 
 def test_a_stopped_trial_keeps_its_weights_while_its_pack_mates_train_on() -> None:
-    xy = _data()
+    xy = striped(108)
     start = (np.zeros((784, 10), np.float32), np.zeros(10, np.float32))
     pack = Pack(xy, 0, [Member(0.1, 16), Member(0.1, 16)], "sgd", [start, start])
     pack.epoch(0)

@@ -19,7 +19,7 @@ from tfsoftmax.training import epoch
 from tfsoftmax.training.pack import Member, Pack
 from tfsoftmax.training.packed_trial import PackedTrial, family, log_epoch, member, save_epoch
 
-from conftest import event_steps
+from conftest import event_steps, striped
 
 PATHS = ["softmax_regression/dense/kernel", "softmax_regression/dense/bias"]
 
@@ -64,18 +64,9 @@ def test_a_resumed_trial_keeps_its_epochs_and_patience(tmp_path: Path) -> None:
     assert finished.done
 
 
-def _data(n: int = 48) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 10, n).astype(np.int32)
-    x = rng.random((n, 28, 28, 1), dtype=np.float32) * 0.3
-    for i, label in enumerate(y):
-        x[i, 2 + 2 * label : 4 + 2 * label] += 0.7
-    return x, y
-
-
 def test_an_epoch_is_logged_recorded_and_saved_as_keras_would(tmp_path: Path) -> None:
     t = _trial(tmp_path, **{"train.early_stopping": 2, "train.lr": 0.5})
-    xy = _data()
+    xy = striped(48)
     start = (np.zeros((784, 10), np.float32), np.zeros(10, np.float32))
     pack = Pack(xy, 0, [t.member], "sgd", [start])
     for i in range(2):
@@ -105,7 +96,7 @@ def test_an_epoch_is_logged_recorded_and_saved_as_keras_would(tmp_path: Path) ->
 
 def test_histograms_follow_the_logging_switch(tmp_path: Path) -> None:
     t = _trial(tmp_path, **{"logging.histograms": False})
-    xy = _data()
+    xy = striped(48)
     pack = Pack(xy, 0, [t.member], "sgd", [(np.zeros((784, 10), np.float32), np.zeros(10, np.float32))])
     result = pack.epoch(0)
     log_epoch(pack, 0, t, 0, epoch.logs(result.loss[0], result.accuracy[0], None, 0.1, 1.0), PATHS)

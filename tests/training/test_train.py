@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def test_short_run_leaves_a_complete_run_directory(write_config: Callable[..., P
         "test_examples": 40,
     }
     assert {"python", "tensorflow", "keras", "tfsoftmax"} <= set(env)
+    assert env["cores"] == len(os.sched_getaffinity(0))  # a pack's lanes, which set its trials' last bits
     saved = keras.saving.load_model(run_dir / "model.keras")
     x = np.zeros((2, 28, 28, 1), np.float32)
     assert np.allclose(saved.predict(x, verbose=0), result.model.predict(x, verbose=0))

@@ -81,7 +81,7 @@ def micro_matmuls_s(dataset: Dataset, splits: Splits, size: int, micro: int) -> 
     # Each lane starts from other weights: lanes of equal inputs could be merged into one computation.
     starts = [
         tf.constant(np.full(((b - a) * dataset.num_classes, x.shape[1]), i, np.float32))
-        for i, (a, b) in enumerate(lane.ranges(size, lane.cores()))
+        for i, (a, b) in enumerate(lane.ranges(size))
     ]
 
     @tf.function(autograph=False)

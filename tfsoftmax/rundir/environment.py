@@ -13,9 +13,15 @@ if TYPE_CHECKING:
     from tfsoftmax.data import Dataset
 
 
+def cores() -> int:
+    """The cores this process may run on. Recorded: a pack steps one lane of trials per core, and a lane's
+    width sets its trials' last bits."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def capture(dataset: Dataset, manual_dir: str | None) -> dict[str, Any]:
-    """This process's versions, its keras-tuner worker id (empty outside a distributed sweep) and the
-    dataset's identity: name, version, checksum, where it was prepared from and its sizes."""
+    """This process's versions, its keras-tuner worker id (empty outside a distributed sweep), its cores and
+    the dataset's identity: name, version, checksum, where it was prepared from and its sizes."""
     from importlib.metadata import version
 
     import keras
@@ -28,6 +34,7 @@ def capture(dataset: Dataset, manual_dir: str | None) -> dict[str, Any]:
         "keras": keras.__version__,
         "tfsoftmax": version("tfsoftmax"),
         "platform": platform.platform(),
+        "cores": cores(),
         "dataset": {
             "name": dataset.name,
             "version": dataset.version,

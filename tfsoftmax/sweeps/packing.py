@@ -156,7 +156,11 @@ def train_pack(tuner: Any, trials: list[PackedTrial]) -> None:
     for i, t in enumerate(live):
         if t.state is not None:
             pack.load(i, t.state)
-        t.record.fields["packed"] = {"trials": [u.trial.trial_id for u in live], "micro_batch": pack.micro}
+        t.record.fields["packed"] = {
+            "trials": [u.trial.trial_id for u in live],
+            "micro_batch": pack.micro,
+            "lanes": [[u.trial.trial_id for u in live[a:b]] for a, b in pack.ranges],
+        }
     epoch = live[0].record.next_epoch
     try:
         with recorded([t.record for t in live], "the packed trials "):

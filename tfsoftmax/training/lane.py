@@ -1,22 +1,36 @@
 """The arithmetic of a pack's pass, on tensors: logits and losses of many trials at once, Keras' optimizer
 updates, and one lane's loop over an epoch's micro-batches.
 
-A lane is a range of a pack's trials stepped by a loop of its own. A pass runs one lane per core inside
-one XLA program: the lanes share no tensor, so XLA runs their loops side by side, where one loop's small
-matmuls of a micro-batch keep about one core busy (docs/design.md, "A pass runs a lane per core").
+A lane is a range of a pack's trials stepped by a loop of its own, one XLA program. A pack runs one lane
+per core: the lanes' programs share no tensor and hold no state, so TensorFlow's executor runs them side by
+side, where one loop's small matmuls of a micro-batch keep about one core busy. In one XLA program the
+loops would run one after the other (docs/design.md, "A pass runs a lane per core").
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import tensorflow as tf
+
+from tfsoftmax.rundir.environment import cores
 
 ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-7  # Keras' Adam defaults, as `models.softmax` builds it
 
 State = dict[str, tf.Tensor]  # "kernel", "bias", the optimizer's slots ("v/kernel", ...) and "steps"
+PerTrial = dict[str, tf.Tensor]  # "lr", "momentum", "decay" (trials, 1, 1); "half_decay", "every", "active"
+
+
+class Passed(NamedTuple):
+    """A lane's pass: its trials' state after it, and each trial's summed loss, hits and first non-finite
+    batch (0 where none)."""
+
+    state: State
+    loss: tf.Tensor
+    correct: tf.Tensor
+    bad: tf.Tensor
 
 
 def logits(kernel: tf.Tensor, bias: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
@@ -52,7 +66,7 @@ class Lane:
     decays: bool
     moves: bool
 
-    def apply(self, state: State, grads: State, update: tf.Tensor, per_trial: State) -> State:
+    def apply(self, state: State, grads: State, update: tf.Tensor, per_trial: PerTrial) -> State:
         """One optimizer step for the trials where `update` is set; the others keep every value."""
         on, lr = update[:, None, None], per_trial["lr"]
         t = tf.reshape(tf.cast(state["steps"] + 1, tf.float32), (-1, 1, 1))
@@ -77,17 +91,20 @@ class Lane:
 
     @tf.function(jit_compile=True, autograph=False)
     def train(
-        self, data: tuple[tf.Tensor, tf.Tensor], order: tf.Tensor, real: tf.Tensor, state: State, per_trial: State
-    ) -> tuple[State, tf.Tensor, tf.Tensor, tf.Tensor]:
+        self, data: tuple[tf.Tensor, tf.Tensor], order: tf.Tensor, real: tf.Tensor, state: State, per_trial: PerTrial
+    ) -> Passed:
         """One pass of the lane's trials over `order` (padded to whole micro-batches, `real` marking the
-        examples): the state after it, and each trial's summed loss, hits and first non-finite batch. One XLA
-        program: a micro-batch step is a few small ops, whose dispatch would cost more than their arithmetic."""
+        examples). One XLA program: a micro-batch step is a few small ops, whose dispatch would cost more
+        than their arithmetic. Everything comes in as arguments, so equal lanes of any pack share one
+        compiled program, and it reads no variable, so lanes run side by side. The loop is written as
+        `tf.while_loop`, not converted by autograph: tracing is then a fraction of the time, and the
+        traced program is the same."""
         m, trials = self.micro, state["kernel"].shape[0]
         every, active = per_trial["every"], per_trial["active"]
 
         def step(
             j: tf.Tensor, sums: tuple[tf.Tensor, ...], state: State, grad: State, seen: tf.Tensor, fresh: tf.Tensor
-        ) -> tuple:
+        ) -> tuple[tf.Tensor, tuple[tf.Tensor, ...], State, State, tf.Tensor, tf.Tensor]:
             loss, correct, bad = sums
             rows = tf.slice(order, [j * m], [m])
             weight = tf.slice(real, [j * m], [m])
@@ -126,17 +143,13 @@ class Lane:
             tf.ones(trials, tf.bool),  # a trial's batch starts at this micro-batch: its sums start afresh
         )
         _, (loss, correct, bad), state, *_ = tf.while_loop(lambda j, *_: j < self.micros, step, start)
-        return state, loss, correct, bad
+        return Passed(state, loss, correct, bad)
 
 
-def cores() -> int:
-    """The cores this process may run on: a pass's lanes."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def ranges(trials: int, lanes: int) -> list[tuple[int, int]]:
-    """`trials` split into at most `lanes` contiguous ranges of sizes as equal as can be, larger first."""
-    count = max(1, min(trials, lanes))
+def ranges(trials: int, lanes: int | None = None) -> list[tuple[int, int]]:
+    """`trials` split into at most `lanes` contiguous ranges (one per core by default) of sizes as equal as
+    can be, larger first."""
+    count = max(1, min(trials, cores() if lanes is None else lanes))
     sizes = [trials // count + (i < trials % count) for i in range(count)]
     bounds = [sum(sizes[:i]) for i in range(count + 1)]
     return list(itertools.pairwise(bounds))

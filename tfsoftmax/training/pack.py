@@ -73,24 +73,24 @@ class Pack(tf.Module):
         compile_cache.enable(tf.__version__)  # in use already if a model was built (`train.seed_everything`)
         x, y = train
         self.source = x  # held, so `engine` can tell these arrays from later ones of the same size
-        self.n, self.seed, self.family, self.size = len(x), seed, family, len(members)
+        self.n, self.seed, self.size = len(x), seed, len(members)
         # The arrays' TensorFlow copies are shared by every pack of the process (`as_tensor`).
         self.x = tf.reshape(data_lib.as_tensor(x), (len(x), -1))
         self.y = data_lib.as_tensor(y)
-        self.classes = weights[0][0].shape[1]
+        classes = weights[0][0].shape[1]
         self.micro = micro_batch(members)
         self.micros = data_lib.steps_per_epoch(self.n, self.micro)
         # Plain SGD's pass skips the velocity, a full pass over the weights at every step it would not use.
         self.lane = lane_lib.Lane(self.micro, self.micros, family, *traced_options(members, family))
-        self.ranges = lane_lib.ranges(self.size, lane_lib.cores())
+        self.ranges = lane_lib.ranges(self.size)
         # Per-trial values are variables, so the next pack of this shape reuses the compiled pass (`engine`).
         self.lr, self.momentum, self.decay = (tf.Variable(tf.zeros((self.size, 1, 1))) for _ in range(3))
         self.half_decay = tf.Variable(tf.zeros(self.size))
         self.every = tf.Variable(tf.ones(self.size, tf.int32))
         # (trials, classes, inputs), used as (trials * classes, inputs); the bias as (trials, classes, 1),
         # so per-trial values of shape (trials, 1, 1) broadcast over both.
-        self.kernel = tf.Variable(tf.zeros((self.size, self.classes, self.x.shape[1])))
-        self.bias = tf.Variable(tf.zeros((self.size, self.classes, 1)))
+        self.kernel = tf.Variable(tf.zeros((self.size, classes, self.x.shape[1])))
+        self.bias = tf.Variable(tf.zeros((self.size, classes, 1)))
         names = ("m", "v") if family == "adam" else ("v",)
         self.slots = {f"{n}/{part}": tf.Variable(tf.zeros_like(var)) for n in names for part, var in self.parts()}
         self.steps = tf.Variable(tf.zeros(self.size, tf.int64))
@@ -154,8 +154,10 @@ class Pack(tf.Module):
         ]
         steps_before = tf.identity(self.steps)
         for name, var in held.items():
-            var.assign(tf.concat([state[name] for state, *_ in done], 0))
-        loss, correct, bad = (tf.concat([lane[i] for lane in done], 0) for i in (1, 2, 3))
+            var.assign(tf.concat([lane.state[name] for lane in done], 0))
+        loss, correct, bad = (
+            tf.concat([getattr(lane, part) for lane in done], 0) for part in ("loss", "correct", "bad")
+        )
         return loss / self.n, correct / self.n, self.steps - steps_before, bad
 
     def epoch(self, epoch: int) -> EpochResult:
