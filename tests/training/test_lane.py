@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfsoftmax.training import lane
 from tfsoftmax.training.pack import Member, Pack
@@ -65,3 +66,27 @@ def test_trials_in_several_lanes_step_as_in_one(family: str, monkeypatch: pytest
                 np.testing.assert_allclose(mine[name], theirs[name], rtol=1e-4, atol=1e-6, err_msg=name)
     if family == "sgd":
         assert (results[2][0][0].diverged_at > 0).tolist() == [False, False, True, False]
+
+
+def test_each_lane_is_a_stateless_program_that_waits_for_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What lets TensorFlow run the lanes side by side: a stateful call (one that read a variable itself)
+    would be ordered after the others by automatic control dependencies."""
+    monkeypatch.setattr(lane, "cores", lambda: 2)
+    members = MEMBERS["plain sgd"]
+    start = (np.zeros((784, 10), np.float32), np.zeros(10, np.float32))
+    pack = Pack(striped(108), 0, members, "sgd", [start] * len(members))
+    graph = pack._train_epoch.get_concrete_function(*pack._order(tf.constant(0, tf.int64))).graph
+    calls = [op for op in graph.get_operations() if op.type.endswith("PartitionedCall")]
+    assert [op.type for op in calls] == ["PartitionedCall"] * 2
+    assert [op.control_inputs for op in calls] == [[], []]
+
+    def upstream(op: tf.Operation) -> set[str]:
+        seen, todo = set(), [t.op for t in op.inputs]
+        while todo:
+            above = todo.pop()
+            if above.name not in seen:
+                seen.add(above.name)
+                todo.extend(t.op for t in above.inputs)
+        return seen
+
+    assert calls[0].name not in upstream(calls[1]) and calls[1].name not in upstream(calls[0])
