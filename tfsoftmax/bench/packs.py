@@ -1,7 +1,8 @@
 """A sweep's packed pass against the arithmetic it does, in one process: one training pass of a pack of
 trials at the sweep's batch sizes, the same FLOPs done as two wide matmuls over the training split
 (the forward `X @ W` and the weight gradient `X^T @ G`, one column block per trial), and the same two
-matmuls at the pack's micro-batch, one step after another as the pass must do them."""
+matmuls at the pack's micro-batch, one step after another in each of the pass's lanes, the lanes side by
+side, as the pass must do them."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 updates, and one lane's loop over an epoch's micro-batches.
 
 A lane is a range of a pack's trials stepped by a loop of its own, one XLA program. A pack runs one lane
-per core: the lanes' programs share no tensor and hold no state, so TensorFlow's executor runs them side by
-side, where one loop's small matmuls of a micro-batch keep about one core busy. In one XLA program the
+per core: no lane's program reads another's results or any variable, so TensorFlow's executor runs them
+side by side, where one loop's small matmuls of a micro-batch keep about one core busy. In one XLA program the
 loops would run one after the other (docs/design.md, "A pass runs a lane per core").
 """
 

@@ -1,6 +1,6 @@
 """Several sweep trials of softmax regression stepped together: one weight matrix holds every trial's
-weights side by side, so each step is one matmul for all of them, and each trial keeps its own learning
-rate, batch size, momentum or Adam state, and weight decay.
+weights side by side, stepped in one lane of trials per core, so each step is one matmul for a lane's
+trials, and each trial keeps its own learning rate, batch size, momentum or Adam state, and weight decay.
 
 The arithmetic is Keras' own, written out: the loss is `SparseCategoricalCrossentropy(from_logits=True)`
 averaged over the batch plus weight_decay / 2 * ||W||^2 (the L2 regularizer `model.build_model` sets),
@@ -56,8 +56,8 @@ class Pack(tf.Module):
     lane's step is one wide matmul over its trials, and the lanes run side by side. Batched per-trial
     matmuls give bits independent of the pack-mates but cost more time (docs/design.md). A wide matmul
     splits its sums by its width, so a trial's last bits depend on its lane's size, set by the pack's size
-    and the machine's cores: the same sweep forms the same packs and gives the same numbers in any process
-    on the machine. Each trial's kernel is held transposed, (classes, inputs), so its weights are
+    and the process's cores: the same sweep forms the same packs and gives the same numbers in any process
+    with the same cores. Each trial's kernel is held transposed, (classes, inputs), so its weights are
     contiguous: the small matmuls of a micro-step run about twice as fast on CPU as with Keras' (inputs,
     classes) layout (docs/design.md)."""
 
@@ -131,8 +131,8 @@ class Pack(tf.Module):
 
     @tf.function(autograph=False)
     def _train_epoch(self, order: tf.Tensor, real: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        # Each lane's pass is one XLA program on its slice of the variables, written back at the end: the
-        # lanes share nothing, so TensorFlow runs them side by side, one per core.
+        # Each lane's pass is one XLA program on its slice of the variables, written back at the end: no lane
+        # reads another's results or any variable, so TensorFlow runs them side by side, one per core.
         held = {**dict(self._all()), "steps": self.steps}
         per_trial = {
             "lr": self.lr,
