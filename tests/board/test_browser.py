@@ -167,8 +167,11 @@ def _fragment(dashboard: str, **state: str) -> str:
 
 def _scroll_into_view(page: Page, pictures: Locator) -> None:
     """Scroll TensorBoard's main panel (the page itself does not scroll) just far enough that the lowest of
-    the pictures ends inside the viewport, keeping the ones above it on screen."""
-    bottom = max(box["y"] + box["height"] for box in (pictures.nth(i).bounding_box() for i in range(pictures.count())))
+    the pictures ends inside the viewport, keeping the ones above it on screen. A card's title shows before
+    its picture loads, so this waits for a picture first."""
+    pictures.first.wait_for(timeout=30_000)
+    boxes = (pictures.nth(i).bounding_box() for i in range(pictures.count()))
+    bottom = max(box["y"] + box["height"] for box in boxes if box is not None)
     page.mouse.move(900, 500)
     page.mouse.wheel(0, max(0, bottom + 16 - page.viewport_size["height"]))
 
