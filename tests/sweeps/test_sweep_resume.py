@@ -83,11 +83,13 @@ def test_interrupted_sweep_resumes_without_repeating_trials(
 
 @pytest.mark.slow
 def test_two_workers_share_the_trials_and_leave_no_process(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    # Trials of 40 epochs: a worker's first pack must still be training when the other, started with it,
+    # asks; with 3 a fresh clone's CI once saw the first worker end all six before the second asked.
     path = sweep_file(
         write_config,
         '"train.lr" = { values = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6] }',
         trials=6,
-        epochs=3,
+        epochs=40,
         algorithm="grid",
         pack=2,
     )
