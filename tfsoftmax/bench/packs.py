@@ -43,7 +43,7 @@ def two_matmuls_s(dataset: Dataset, splits: Splits, size: int) -> float:
     import numpy as np
     import tensorflow as tf
 
-    x = tf.reshape(tf.constant(splits.train[0]), (len(splits.train[0]), -1))
+    x = _flat_train(splits)
     width = size * dataset.num_classes
     rng = np.random.default_rng(0)
     w = tf.constant(rng.normal(size=(x.shape[1], width)).astype(np.float32))
@@ -67,7 +67,7 @@ def micro_matmuls_s(dataset: Dataset, splits: Splits, size: int, micro: int) -> 
 
     from tfsoftmax.training import lane
 
-    x = tf.reshape(tf.constant(splits.train[0]), (len(splits.train[0]), -1))
+    x = _flat_train(splits)
     steps = len(splits.train[0]) // micro
 
     @tf.function(jit_compile=True, autograph=False)
@@ -90,6 +90,13 @@ def micro_matmuls_s(dataset: Dataset, splits: Splits, size: int, micro: int) -> 
         return tf.add_n([one_lane(start) for start in starts])
 
     return _best_of(lanes)
+
+
+def _flat_train(splits: Splits) -> Any:
+    """The training images as TensorFlow's (examples, inputs) matrix, the pass's X."""
+    import tensorflow as tf
+
+    return tf.reshape(tf.constant(splits.train[0]), (len(splits.train[0]), -1))
 
 
 def _best_of(compiled: Callable[[], Any]) -> float:

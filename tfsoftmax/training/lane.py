@@ -3,8 +3,8 @@ updates, and one lane's loop over an epoch's micro-batches.
 
 A lane is a range of a pack's trials stepped by a loop of its own, one XLA program. A pack runs one lane
 per core: no lane's program reads another's results or any variable, so TensorFlow's executor runs them
-side by side, where one loop's small matmuls of a micro-batch keep about one core busy. In one XLA program the
-loops would run one after the other (docs/design.md, "A pass runs a lane per core").
+side by side, where one loop's small matmuls of a micro-batch keep about one core busy. In one XLA program
+the loops would run one after the other (docs/design.md, "A pass runs a lane per core").
 """
 
 from __future__ import annotations
@@ -151,5 +151,4 @@ def ranges(trials: int, lanes: int | None = None) -> list[tuple[int, int]]:
     can be, larger first."""
     count = max(1, min(trials, cores() if lanes is None else lanes))
     sizes = [trials // count + (i < trials % count) for i in range(count)]
-    bounds = [sum(sizes[:i]) for i in range(count + 1)]
-    return list(itertools.pairwise(bounds))
+    return list(itertools.pairwise(itertools.accumulate(sizes, initial=0)))

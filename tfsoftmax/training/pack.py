@@ -78,10 +78,10 @@ class Pack(tf.Module):
         self.x = tf.reshape(data_lib.as_tensor(x), (len(x), -1))
         self.y = data_lib.as_tensor(y)
         classes = weights[0][0].shape[1]
-        self.micro = micro_batch(members)
-        micros = data_lib.steps_per_epoch(self.n, self.micro)
+        micro = micro_batch(members)
+        micros = data_lib.steps_per_epoch(self.n, micro)
         # Plain SGD's pass skips the velocity, a full pass over the weights at every step it would not use.
-        self.lane = lane_lib.Lane(self.micro, micros, family, *traced_options(members, family))
+        self.lane = lane_lib.Lane(micro, micros, family, *traced_options(members, family))
         self.ranges = lane_lib.ranges(self.size)  # one lane of trials per core, run side by side
         # Per-trial values are variables, so the next pack of this shape reuses the compiled pass (`engine`).
         self.lr, self.momentum, self.decay = (tf.Variable(tf.zeros((self.size, 1, 1))) for _ in range(3))
@@ -115,6 +115,11 @@ class Pack(tf.Module):
         self.steps.assign(tf.zeros(self.size, tf.int64))
         self.active.assign(tf.ones(self.size, tf.bool))
 
+    @property
+    def micro(self) -> int:
+        """The micro-batch every trial steps by: the gcd of their batch sizes."""
+        return self.lane.micro
+
     def parts(self) -> list[tuple[str, tf.Variable]]:
         """The trained variables by name, as the optimizer slots and checkpoints name them."""
         return [("kernel", self.kernel), ("bias", self.bias)]
@@ -126,7 +131,7 @@ class Pack(tf.Module):
     def _order(self, epoch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """The pass's order padded to whole micro-batches, and which of its places hold an example."""
         order = data_lib.epoch_order(self.n, self.seed, epoch)
-        pad = self.lane.micros * self.micro - self.n
+        pad = self.lane.micros * self.lane.micro - self.n
         return tf.pad(order, [[0, pad]]), tf.pad(tf.ones(self.n), [[0, pad]])
 
     @tf.function(autograph=False)
